@@ -1,0 +1,17 @@
+"""jmlp: a functional JAX multi-layer perceptron with a hand-written backward pass.
+
+Public names, one per line; implementation in the modules named.
+"""
+
+from jmlp.activations import ACTIVATIONS as ACTIVATIONS
+from jmlp.backprop import autodiff as autodiff
+from jmlp.backprop import backprop as backprop
+from jmlp.backprop import custom_vjp_loss as custom_vjp_loss
+from jmlp.forward import MLP as MLP
+from jmlp.forward import forward as forward
+from jmlp.forward import forward_cache as forward_cache
+from jmlp.forward import loss as loss
+from jmlp.init import init_params as init_params
+from jmlp.losses import LOSSES as LOSSES
+
+__version__ = "0.1.0"

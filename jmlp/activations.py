@@ -1,0 +1,152 @@
+"""Activations: one table, each function with its hand-written derivative beside it.
+
+Every entry is an :class:`Activation` record ``(fn, deriv, vjp)``:
+
+- ``fn(z) -> h`` the activation, element-wise (softmax: along the last axis);
+- ``deriv(z, h) -> dh/dz`` element-wise (``None`` for softmax, whose Jacobian is not diagonal);
+- ``vjp(z, h, g) -> g @ dh/dz``, the product the delta rule needs:
+  ``delta = g * sigma'(z)`` for element-wise activations, ``s * (g - <g, s>)`` for softmax.
+
+At a kink the derivative is the one ``jax.grad`` of ``fn`` gives, because ``fn`` is written with
+``jnp.where(z > 0, ...)``: relu'(0) = 0, leaky_relu'(0) = slope, elu'(0) = alpha.
+"""
+
+from functools import partial
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import erf
+
+Array = jax.Array
+
+
+class Activation(NamedTuple):
+    fn: Callable[[Array], Array]
+    deriv: Callable[[Array, Array], Array] | None
+    vjp: Callable[[Array, Array, Array], Array]
+
+
+def identity(z: Array) -> Array:
+    return z
+
+
+def identity_deriv(z: Array, h: Array) -> Array:
+    return jnp.ones_like(z)
+
+
+def sigmoid(z: Array) -> Array:
+    """1 / (1 + e^-z), written as (1 + tanh(z/2)) / 2 so no exp overflows for large |z|."""
+    return 0.5 * (jnp.tanh(0.5 * z) + 1)
+
+
+def sigmoid_deriv(z: Array, h: Array) -> Array:
+    return h * (1 - h)
+
+
+def tanh(z: Array) -> Array:
+    return jnp.tanh(z)
+
+
+def tanh_deriv(z: Array, h: Array) -> Array:
+    return 1 - h * h
+
+
+def relu(z: Array) -> Array:
+    return jnp.where(z > 0, z, 0)
+
+
+def relu_deriv(z: Array, h: Array) -> Array:
+    return (z > 0).astype(z.dtype)
+
+
+def leaky_relu(z: Array, slope: float = 0.01) -> Array:
+    return jnp.where(z > 0, z, slope * z)
+
+
+def leaky_relu_deriv(z: Array, h: Array, slope: float = 0.01) -> Array:
+    return jnp.where(z > 0, jnp.ones_like(z), slope * jnp.ones_like(z))
+
+
+def softplus(z: Array) -> Array:
+    """log(1 + e^z), computed as logaddexp(z, 0): finite for any z."""
+    return jnp.logaddexp(z, jnp.zeros_like(z))
+
+
+def softplus_deriv(z: Array, h: Array) -> Array:
+    return sigmoid(z)
+
+
+def elu(z: Array, alpha: float = 1.0) -> Array:
+    """z for z > 0, alpha (e^z - 1) otherwise (e^z taken of min(z, 0) so it never overflows)."""
+    return jnp.where(z > 0, z, alpha * jnp.expm1(jnp.where(z > 0, 0, z)))
+
+
+def elu_deriv(z: Array, h: Array, alpha: float = 1.0) -> Array:
+    return jnp.where(z > 0, jnp.ones_like(z), h + alpha)
+
+
+_GELU_C = 0.7978845608028654  # sqrt(2 / pi)
+
+
+def gelu(z: Array) -> Array:
+    """GELU, tanh approximation: z/2 (1 + tanh(c (z + 0.044715 z^3))), c = sqrt(2/pi)."""
+    return 0.5 * z * (1 + jnp.tanh(_GELU_C * (z + 0.044715 * z**3)))
+
+
+def gelu_deriv(z: Array, h: Array) -> Array:
+    t = jnp.tanh(_GELU_C * (z + 0.044715 * z**3))
+    return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * _GELU_C * (1 + 3 * 0.044715 * z * z)
+
+
+def gelu_exact(z: Array) -> Array:
+    """GELU, exact: z Phi(z) = z/2 (1 + erf(z / sqrt 2))."""
+    return 0.5 * z * (1 + erf(z / jnp.sqrt(2.0).astype(z.dtype)))
+
+
+def gelu_exact_deriv(z: Array, h: Array) -> Array:
+    phi = jnp.exp(-0.5 * z * z) / jnp.sqrt(2 * jnp.pi).astype(z.dtype)
+    return 0.5 * (1 + erf(z / jnp.sqrt(2.0).astype(z.dtype))) + z * phi
+
+
+def softmax(z: Array) -> Array:
+    """e^z_k / sum_j e^z_j along the last axis (shifted by the max, which cancels)."""
+    e = jnp.exp(z - jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True)))
+    return e / jnp.sum(e, axis=-1, keepdims=True)
+
+
+def softmax_vjp(z: Array, h: Array, g: Array) -> Array:
+    """g J for the softmax Jacobian J = diag(s) - s s^T:  s * (g - <g, s>)."""
+    return h * (g - jnp.sum(g * h, axis=-1, keepdims=True))
+
+
+def _elementwise(fn: Callable, deriv: Callable) -> Activation:
+    return Activation(fn, deriv, lambda z, h, g: g * deriv(z, h))
+
+
+ACTIVATIONS: dict[str, tuple[Callable, Callable | None]] = {
+    "identity": (identity, identity_deriv),
+    "sigmoid": (sigmoid, sigmoid_deriv),
+    "tanh": (tanh, tanh_deriv),
+    "relu": (relu, relu_deriv),
+    "leaky_relu": (leaky_relu, leaky_relu_deriv),
+    "softplus": (softplus, softplus_deriv),
+    "elu": (elu, elu_deriv),
+    "gelu": (gelu, gelu_deriv),
+    "gelu_exact": (gelu_exact, gelu_exact_deriv),
+    "softmax": (softmax, None),
+}
+OUTPUT_ONLY = ("softmax",)
+PARAMETER = {"leaky_relu": "slope", "elu": "alpha"}  # the one option an activation may take
+
+
+def get_activation(name: str, param: float | None = None) -> Activation:
+    """The table's record for ``name``, with its option (``PARAMETER[name]``) bound if given."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation: unknown name {name!r}; known: {sorted(ACTIVATIONS)}")
+    fn, deriv = ACTIVATIONS[name]
+    if name == "softmax":
+        return Activation(fn, None, softmax_vjp)
+    if name in PARAMETER and param is not None:
+        fn, deriv = partial(fn, **{PARAMETER[name]: param}), partial(deriv, **{PARAMETER[name]: param})
+    return _elementwise(fn, deriv)

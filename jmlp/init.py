@@ -1,0 +1,94 @@
+"""Parameter initialisation: ``list`` of ``{"W": (n_in, n_out), "b": (n_out,)}``, input to output.
+
+Weight schemes (``fan_in = n_in``, ``fan_avg = (n_in + n_out) / 2``):
+
+=============== ============================================================
+normal          W ~ N(0, 1) * weight_scale            (document 000: 0.1)
+uniform         W ~ U(-1, 1) * weight_scale
+lecun_normal    W ~ N(0, 1 / fan_in)                  (003: randn / sqrt(fan_in))
+lecun_uniform   W ~ U(-a, a), a = sqrt(3 / fan_in)
+glorot_normal   W ~ N(0, 1 / fan_avg)
+glorot_uniform  W ~ U(-a, a), a = sqrt(3 / fan_avg)
+he_normal       W ~ N(0, 2 / fan_in)
+he_uniform      W ~ U(-a, a), a = sqrt(6 / fan_in)
+=============== ============================================================
+
+(The normal forms are untruncated Gaussians.) Biases are the constant ``bias_init`` (0 by default;
+document 000 uses 0.05).
+"""
+
+from numbers import Integral
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+Params = list[dict[str, jax.Array]]
+
+_VARIANCE_FAN = {  # scheme -> (variance numerator, which fan)
+    "lecun": (1.0, "in"),
+    "glorot": (1.0, "avg"),
+    "he": (2.0, "in"),
+}
+WEIGHT_INITS = ("normal", "uniform") + tuple(
+    f"{name}_{form}" for name in _VARIANCE_FAN for form in ("normal", "uniform")
+)
+
+
+def _weight_std(scheme: str, n_in: int, n_out: int, weight_scale: float) -> float:
+    """Standard deviation of W for ``scheme`` (the uniform forms match it: a = sqrt(3) std)."""
+    if scheme in ("normal", "uniform"):
+        return weight_scale / (3**0.5 if scheme == "uniform" else 1.0)
+    numerator, fan = _VARIANCE_FAN[scheme.rsplit("_", 1)[0]]
+    return (numerator / (n_in if fan == "in" else (n_in + n_out) / 2)) ** 0.5
+
+
+def init_params(
+    key: jax.Array,
+    sizes: Sequence[int],
+    *,
+    weight_init: str = "he_normal",
+    weight_scale: float = 1.0,
+    bias_init: float = 0.0,
+    dtype: jnp.dtype = jnp.float32,
+) -> Params:
+    """Draw MLP parameters for layer widths ``sizes = (n_0, ..., n_L)``.
+
+    **Arguments:**
+    - ``key``: a ``jax.random`` key; one sub-key per layer is split from it.
+    - ``sizes``: positive ints, input width first, at least two.
+    - ``weight_init``: one of :data:`WEIGHT_INITS` (table above). Default ``"he_normal"``.
+    - ``weight_scale``: multiplier of the ``"normal"`` / ``"uniform"`` schemes (ignored by the
+      fan-based ones).
+    - ``bias_init``: constant bias value.
+    - ``dtype``: floating dtype of every leaf.
+
+    **Returns:** ``[{"W": (n_{l-1}, n_l), "b": (n_l,)} for l = 1..L]``.
+    """
+    sizes = _check_sizes(sizes)
+    if weight_init not in WEIGHT_INITS:
+        raise ValueError(f"weight_init: unknown scheme {weight_init!r}; known: {WEIGHT_INITS}")
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"dtype: expected a floating dtype, got {dtype!r}")
+    params = []
+    for k, n_in, n_out in zip(jax.random.split(key, len(sizes) - 1), sizes[:-1], sizes[1:]):
+        std = _weight_std(weight_init, n_in, n_out, weight_scale)
+        if weight_init.endswith("uniform"):
+            a = std * 3**0.5
+            W = jax.random.uniform(k, (n_in, n_out), dtype, minval=-a, maxval=a)
+        else:
+            W = std * jax.random.normal(k, (n_in, n_out), dtype)
+        params.append({"W": W, "b": jnp.full((n_out,), bias_init, dtype)})
+    return params
+
+
+def _check_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+        raise TypeError(f"sizes: expected a sequence of positive ints, got {sizes!r}")
+    sizes = tuple(sizes)
+    bad = [s for s in sizes if isinstance(s, bool) or not isinstance(s, Integral) or s < 1]
+    if len(sizes) < 2 or bad:
+        raise ValueError(
+            f"sizes: expected at least two positive ints (n_in, ..., n_out), got {sizes!r}"
+        )
+    return tuple(int(s) for s in sizes)
