@@ -3,14 +3,19 @@
 Public names, one per line; implementation in the modules named.
 """
 
+from jmlp import data as data
 from jmlp.activations import ACTIVATIONS as ACTIVATIONS
 from jmlp.backprop import autodiff as autodiff
 from jmlp.backprop import backprop as backprop
 from jmlp.backprop import custom_vjp_loss as custom_vjp_loss
+from jmlp.checkpoint import Checkpoint as Checkpoint
+from jmlp.checkpoint import load_checkpoint as load_checkpoint
+from jmlp.checkpoint import save_checkpoint as save_checkpoint
 from jmlp.forward import MLP as MLP
 from jmlp.forward import forward as forward
 from jmlp.forward import forward_cache as forward_cache
 from jmlp.forward import loss as loss
+from jmlp.gradcheck import gradcheck as gradcheck
 from jmlp.init import init_params as init_params
 from jmlp.losses import LOSSES as LOSSES
 

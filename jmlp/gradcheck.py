@@ -98,6 +98,8 @@ def gradcheck(
     with jax.enable_x64(jnp.dtype(dtype) == jnp.float64):
         cast = jax.tree.map(lambda a: jnp.asarray(a, dtype), params)
         x = jnp.asarray(x, dtype)
+        y = np.asarray(y)
+        y = jnp.asarray(y, dtype if np.issubdtype(y.dtype, np.floating) else np.int32)
         _, hand = jax.jit(backprop, static_argnums=0)(net, cast, x, y, l2=l2)
         _, auto = jax.jit(autodiff, static_argnums=0)(net, cast, x, y, l2=l2)
         key = jax.random.key(0) if key is None else key

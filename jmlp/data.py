@@ -1,0 +1,560 @@
+"""Data sets and loaders: bundled toy sets, document 003's problem, MNIST IDX files, CSV/NPZ tables.
+
+Everything here is numpy; nothing is downloaded. Features ``x`` come back as ``(n, n_in)`` floats
+(float32 unless ``dtype`` says otherwise); class labels as ``(n,)`` int32 codes ``0..k-1``;
+regression targets as ``(n, n_out)`` floats. scikit-learn (``pip install "jmlp[experiments]"``)
+is needed only for its bundled sets and generators, and is imported inside the functions that use it.
+
+Splits are seeded and, for classification, stratified: class ``c`` with ``n_c`` of ``n`` examples
+gets ``n_test * n_c / n`` test examples, rounded by largest remainder, ``n_test = ceil(test_size n)``.
+Standardization uses the training statistics only: ``x' = (x - mean_train) / std_train``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import math
+import os
+import struct
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
+
+_SKLEARN_HINT = 'scikit-learn is needed for this data set: pip install "jmlp[experiments]"'
+_MAX_CLASSES = 20  # integer-valued targets with at most this many values are inferred as classes
+
+
+class Dataset(NamedTuple):
+    """A train/test split.
+
+    **Fields:**
+    - ``x_train`` ``(n_train, n_in)``, ``x_test`` ``(n_test, n_in)``: float features.
+    - ``y_train`` ``(n_train,)``, ``y_test`` ``(n_test,)``: int32 labels in ``0..n_classes-1``
+      (classification), or float targets ``(n, n_out)`` (regression).
+    - ``task``: ``"classification"`` or ``"regression"``.
+    - ``n_classes``: number of classes, 0 for regression.
+    - ``name``: where the data came from.
+    - ``classes``: the original label of each code (``classes[k]`` for code ``k``); None for
+      regression.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    task: str
+    n_classes: int
+    name: str
+    classes: tuple | None = None
+
+
+# ----------------------------------------------------------------------------- small tools
+
+
+def one_hot(labels: ArrayLike, n_classes: int, dtype: DTypeLike = np.float32) -> np.ndarray:
+    """Indicator matrix ``T[i, k] = 1 if labels[i] == k else 0``; labels ``(n,)`` -> ``(n, k)``."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels: expected 1-D integers, got {labels.dtype} {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(
+            f"labels: expected values in [0, {n_classes}), got [{labels.min()}, {labels.max()}]"
+        )
+    return (labels[:, None] == np.arange(n_classes)).astype(dtype)
+
+
+def standardize(x_train: ArrayLike, *others: ArrayLike) -> tuple[np.ndarray, ...]:
+    """Z-score every array with the statistics of ``x_train`` (columns = features).
+
+    ``mean = mean_i x_train[i]``, ``std = std_i x_train[i]`` (1 where it is 0), then
+    ``x' = (x - mean) / std`` for ``x_train`` and each of ``others``.
+
+    **Returns:** ``(x_train', *others', mean, std)``; mean and std have shape ``x_train.shape[1:]``.
+    """
+    x_train = np.asarray(x_train)
+    mean = x_train.mean(axis=0)
+    std = x_train.std(axis=0)
+    std = np.where(std > 0, std, 1).astype(std.dtype)
+    scaled = tuple((np.asarray(a) - mean) / std for a in (x_train, *others))
+    return (*scaled, mean, std)
+
+
+def _split_indices(
+    n: int, test_size: float, seed: int, strata: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffled train and test indices; per-stratum quotas by largest remainder."""
+    if not 0 < test_size < 1:
+        raise ValueError(f"test_size: expected a fraction in (0, 1), got {test_size}")
+    n_test = math.ceil(test_size * n)
+    if not 0 < n_test < n:
+        raise ValueError(f"test_size={test_size} of {n} examples leaves an empty split")
+    rng = np.random.default_rng(seed)
+    if strata is None:
+        perm = rng.permutation(n)
+        return perm[n_test:], perm[:n_test]
+    values, codes, counts = np.unique(strata, return_inverse=True, return_counts=True)
+    exact = n_test * counts / n
+    quota = np.floor(exact).astype(int)
+    extra = np.argsort(-(exact - quota), kind="stable")[: n_test - quota.sum()]
+    quota[extra] += 1
+    test, train = [], []
+    for k in range(len(values)):
+        members = rng.permutation(np.flatnonzero(codes == k))
+        test.append(members[: quota[k]])
+        train.append(members[quota[k] :])
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
+
+
+def train_val_split(
+    x: ArrayLike, y: ArrayLike, val_fraction: float = 0.1, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Hold out ``ceil(val_fraction n)`` examples, stratified when ``y`` is 1-D integer labels.
+
+    **Returns:** ``(x_train, y_train, x_val, y_val)``; the same seed gives the same split.
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) != len(y):
+        raise ValueError(f"x, y: expected the same number of rows, got {len(x)} and {len(y)}")
+    labels = y.ndim == 1 and np.issubdtype(y.dtype, np.integer)
+    train, val = _split_indices(len(x), val_fraction, seed, y if labels else None)
+    return x[train], y[train], x[val], y[val]
+
+
+def _float_dtype(dtype: DTypeLike) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if not np.issubdtype(dtype, np.floating):
+        raise TypeError(f"dtype: expected a floating dtype, got {dtype}")
+    return dtype
+
+
+# ----------------------------------------------------------------------------- arrays -> Dataset
+
+
+def _few_whole_values(y: np.ndarray) -> bool:
+    """Integer-valued, finite, and at most ``_MAX_CLASSES`` distinct values."""
+    y = y.astype(np.float64)
+    whole = np.all(np.isfinite(y)) and np.all(y == np.round(y))
+    return bool(whole) and len(np.unique(y)) <= _MAX_CLASSES
+
+
+def _encode_target(y: np.ndarray, task: str | None, where: str) -> tuple[np.ndarray, str, Any]:
+    """Targets -> (int32 codes or float targets, task, classes). Strings are always classes."""
+    if task not in (None, "classification", "regression"):
+        raise ValueError(f"task: expected 'classification', 'regression' or None, got {task!r}")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    numeric = np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_
+    if task is None:
+        few = y.ndim == 1 and numeric and _few_whole_values(y)
+        task = "classification" if few or not numeric else "regression"
+    if task == "regression":
+        if not numeric:
+            raise ValueError(f"{where}: task='regression' needs numbers, got {y.dtype} targets")
+        return y.reshape(len(y), -1), task, None
+    if y.ndim != 1:
+        raise ValueError(f"{where}: class labels must be one column, got shape {y.shape}")
+    values, codes = np.unique(y, return_inverse=True)
+    if numeric and np.all(values == np.round(values)):
+        values = values.astype(np.int64)
+    return codes.astype(np.int32), task, tuple(values.tolist())
+
+
+def _make_dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    task: str,
+    classes: tuple | None,
+    name: str,
+    test_size: float,
+    seed: int,
+    scale: bool,
+    dtype: DTypeLike,
+) -> Dataset:
+    """Split (stratified for classes), cast and optionally standardize (regression: y too)."""
+    dtype = _float_dtype(dtype)
+    strata = y if task == "classification" else None
+    train, test = _split_indices(len(x), test_size, seed, strata)
+    x_train, x_test = x[train].astype(dtype), x[test].astype(dtype)
+    y_train, y_test = y[train], y[test]
+    if task == "regression":
+        y_train, y_test = y_train.astype(dtype), y_test.astype(dtype)
+    if scale:
+        x_train, x_test = standardize(x_train, x_test)[:2]
+        if task == "regression":
+            y_train, y_test = standardize(y_train, y_test)[:2]
+    n_classes = len(classes) if task == "classification" else 0
+    return Dataset(x_train, y_train, x_test, y_test, task, n_classes, name, classes)
+
+
+def from_arrays(
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    task: str | None = None,
+    name: str = "arrays",
+    test_size: float = 0.2,
+    seed: int = 0,
+    standardize: bool = True,
+    dtype: DTypeLike = np.float32,
+) -> Dataset:
+    """Turn features ``x (n, n_in)`` and targets ``y (n,)`` or ``(n, n_out)`` into a Dataset.
+
+    ``task=None`` infers it: string labels, or integer-valued numbers with at most 20 distinct
+    values, are classes (coded ``0..k-1`` in sorted order, kept in ``Dataset.classes``); other
+    numbers are regression targets. ``standardize`` z-scores x, and for regression y as well,
+    with training statistics only.
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim != 2 or not np.issubdtype(x.dtype, np.number):
+        raise ValueError(f"x: expected a 2-D numeric array, got {x.dtype} {x.shape}")
+    if y.ndim not in (1, 2) or len(y) != len(x):
+        raise ValueError(f"y: expected shape ({len(x)},) or ({len(x)}, n_out), got {y.shape}")
+    y, task, classes = _encode_target(y, task, "y")
+    return _make_dataset(x, y, task, classes, name, test_size, seed, standardize, dtype)
+
+
+# ----------------------------------------------------------------------------- built-in sets
+
+
+def make_spirals(
+    n_per_arm: int = 300, n_arms: int = 3, noise: float = 0.05, turns: float = 1.0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n_arms`` interleaved 2-D spirals, arm ``k`` being class ``k``.
+
+    Along arm ``k``, ``r = linspace(0.05, 1, n_per_arm)``, ``theta = 2 pi (k / n_arms + turns r)``
+    and ``x = r (cos theta, sin theta) + noise * N(0, I)``.
+
+    **Returns:** ``x (n_per_arm n_arms, 2)`` float64 and ``y (n_per_arm n_arms,)`` int32.
+    """
+    if n_per_arm < 1 or n_arms < 2:
+        raise ValueError(f"n_per_arm >= 1 and n_arms >= 2 expected, got {n_per_arm}, {n_arms}")
+    rng = np.random.default_rng(seed)
+    r = np.tile(np.linspace(0.05, 1.0, n_per_arm), n_arms)
+    y = np.repeat(np.arange(n_arms, dtype=np.int32), n_per_arm)
+    theta = 2 * np.pi * (y / n_arms + turns * r)
+    x = r[:, None] * np.stack([np.cos(theta), np.sin(theta)], axis=1)
+    return x + noise * rng.standard_normal(x.shape), y
+
+
+def _sklearn_datasets():
+    try:
+        from sklearn import datasets
+    except ImportError as error:
+        raise ImportError(_SKLEARN_HINT) from error
+    return datasets
+
+
+def _bundled(loader_name: str):
+    def read(seed: int) -> tuple[np.ndarray, np.ndarray, Any]:
+        bunch = getattr(_sklearn_datasets(), loader_name)()
+        names = getattr(bunch, "target_names", None)
+        return bunch.data, bunch.target, None if names is None else tuple(names.tolist())
+
+    return read
+
+
+def _moons(seed: int) -> tuple[np.ndarray, np.ndarray, tuple]:
+    x, y = _sklearn_datasets().make_moons(n_samples=1000, noise=0.2, random_state=seed)
+    return x, y, (0, 1)
+
+
+def _spirals(seed: int) -> tuple[np.ndarray, np.ndarray, tuple]:
+    x, y = make_spirals(seed=seed)
+    return x, y, (0, 1, 2)
+
+
+# name -> (reader(seed) -> (x, y, classes or None), task)
+_BUILTIN = {
+    "iris": (_bundled("load_iris"), "classification"),
+    "digits": (_bundled("load_digits"), "classification"),
+    "wine": (_bundled("load_wine"), "classification"),
+    "breast_cancer": (_bundled("load_breast_cancer"), "classification"),
+    "diabetes": (_bundled("load_diabetes"), "regression"),
+    "moons": (_moons, "classification"),
+    "spirals": (_spirals, "classification"),
+}
+DATASETS: tuple[str, ...] = (*_BUILTIN, "doc003")
+
+
+def _doc003(test_size: float, seed: int, scale: bool, dtype: DTypeLike) -> Dataset:
+    """Document 003, section 3: make_classification(...) then train_test_split(...), verbatim."""
+    x, y = _sklearn_datasets().make_classification(
+        n_samples=500, n_features=5, n_informative=5, n_redundant=0, n_classes=3, random_state=7
+    )
+    from sklearn.model_selection import train_test_split
+
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=test_size, random_state=seed
+    )
+    dtype = _float_dtype(dtype)
+    x_train, x_test = x_train.astype(dtype), x_test.astype(dtype)
+    if scale:
+        x_train, x_test = standardize(x_train, x_test)[:2]
+    y_train, y_test = y_train.astype(np.int32), y_test.astype(np.int32)
+    return Dataset(x_train, y_train, x_test, y_test, "classification", 3, "doc003", (0, 1, 2))
+
+
+def load(
+    name: str,
+    *,
+    test_size: float = 0.2,
+    seed: int | None = None,
+    standardize: bool | None = None,
+    dtype: DTypeLike = np.float32,
+) -> Dataset:
+    """Load a built-in data set (one of ``DATASETS``), split and (optionally) standardized.
+
+    - ``iris`` (150 x 4, 3 classes), ``digits`` (1797 x 64, 10), ``wine`` (178 x 13, 3),
+      ``breast_cancer`` (569 x 30, 2): scikit-learn's bundled copies.
+    - ``diabetes`` (442 x 10): regression; y is ``(n, 1)`` and, when standardized, z-scored with
+      the training mean and std (R^2 is unchanged by this affine rescaling).
+    - ``moons`` (1000 x 2, 2): ``make_moons(1000, noise=0.2, random_state=seed)``.
+    - ``spirals`` (900 x 2, 3): ``make_spirals(seed=seed)``.
+    - ``doc003`` (500 x 5, 3): document 003's problem exactly: ``make_classification(
+      n_samples=500, n_features=5, n_informative=5, n_redundant=0, n_classes=3,
+      random_state=7)`` then ``train_test_split(test_size=0.2, random_state=7)`` (not stratified),
+      raw features. Its defaults differ: ``seed=None`` means 7 and ``standardize=None`` False.
+
+    ``seed=None`` means 0 (7 for doc003); ``standardize=None`` means True (False for doc003).
+    Other sets are split with a seeded stratified (classification) split of ``ceil(test_size n)``.
+    """
+    if name == "doc003":
+        seed = 7 if seed is None else seed
+        return _doc003(test_size, seed, bool(standardize), dtype)
+    if name not in _BUILTIN:
+        raise ValueError(f"name: expected one of {DATASETS}, got {name!r}")
+    seed = 0 if seed is None else seed
+    reader, task = _BUILTIN[name]
+    x, y, classes = reader(seed)
+    if task == "classification":
+        y = y.astype(np.int32)
+    else:
+        classes, y = None, y.reshape(len(y), 1)
+    scale = True if standardize is None else standardize
+    return _make_dataset(x, y, task, classes, name, test_size, seed, scale, dtype)
+
+
+# ----------------------------------------------------------------------------- IDX (MNIST)
+
+_IDX_DTYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_IDX_CODES = {dtype.newbyteorder("="): code for code, dtype in _IDX_DTYPES.items()}
+
+
+def _read_bytes(path: str | os.PathLike) -> bytes:
+    """The file's bytes, gunzipped when they start with the gzip magic 1f 8b."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such file: {os.fspath(path)!r}")
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError) as error:
+        raise ValueError(f"{os.fspath(path)!r}: corrupt gzip data ({error})") from error
+
+
+def load_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (gzipped or not) into a native-endian numpy array.
+
+    Layout: bytes ``0 0 code ndim``, then ``ndim`` big-endian uint32 sizes, then the big-endian
+    data; code 0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64.
+    """
+    raw, where = _read_bytes(path), repr(os.fspath(path))
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in _IDX_DTYPES:
+        raise ValueError(f"{where}: not an IDX file (header {raw[:4].hex(' ')})")
+    dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
+    start = 4 + 4 * ndim
+    if len(raw) < start:
+        raise ValueError(f"{where}: header truncated ({len(raw)} bytes, ndim {ndim})")
+    shape = struct.unpack(f">{ndim}I", raw[4:start])
+    expected = math.prod(shape) * dtype.itemsize
+    if len(raw) - start != expected:
+        raise ValueError(
+            f"{where}: shape {shape} of {dtype.name} needs {expected} data bytes, "
+            f"found {len(raw) - start}"
+        )
+    return np.frombuffer(raw, dtype, offset=start).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def write_idx(path: str | os.PathLike, array: ArrayLike) -> None:
+    """Write ``array`` as an IDX file (see ``load_idx``); gzipped when ``path`` ends in ``.gz``."""
+    array = np.asarray(array)
+    code = _IDX_CODES.get(array.dtype.newbyteorder("="))
+    if code is None:
+        raise TypeError(
+            f"array: IDX stores uint8/int8/int16/int32/float32/float64, got {array.dtype}"
+        )
+    if array.ndim > 255 or any(d >= 2**32 for d in array.shape):
+        raise ValueError(f"array: shape {array.shape} does not fit an IDX header")
+    header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + array.astype(_IDX_DTYPES[code], copy=False).tobytes()
+    if os.fspath(path).endswith(".gz"):
+        data = gzip.compress(data, mtime=0)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _find_mnist_file(directory: str, stem: str, kind: str) -> str:
+    """``{stem}-{kind}-ubyte`` or ``{stem}.{kind}-ubyte``, each optionally ``.gz``."""
+    names = [f"{stem}{sep}{kind}-ubyte{gz}" for sep in "-." for gz in ("", ".gz")]
+    for name in names:
+        if os.path.isfile(os.path.join(directory, name)):
+            return os.path.join(directory, name)
+    raise FileNotFoundError(f"load_mnist: none of {names} in {directory!r}")
+
+
+def load_mnist(
+    directory: str | os.PathLike,
+    *,
+    flatten: bool = True,
+    scale: bool = True,
+    dtype: DTypeLike = np.float32,
+) -> Dataset:
+    """MNIST (or any set in its four IDX files) from ``directory``.
+
+    Reads ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``
+    and ``t10k-labels-idx1-ubyte`` (``.`` instead of the middle ``-`` and ``.gz`` accepted).
+
+    **Returns:** a Dataset with ``x (n, 784)`` (``(n, 28, 28)`` unless ``flatten``), pixels
+    ``p / 255`` when ``scale`` else ``p``, in ``dtype``; labels ``(n,)`` int32; 10 classes.
+    """
+    directory = os.fspath(directory)
+    dtype = _float_dtype(dtype)
+    arrays = []
+    for stem in ("train", "t10k"):
+        images = load_idx(_find_mnist_file(directory, f"{stem}-images", "idx3"))
+        labels = load_idx(_find_mnist_file(directory, f"{stem}-labels", "idx1"))
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise ValueError(
+                f"load_mnist: {stem} images {images.shape} and labels {labels.shape} in "
+                f"{directory!r}: expected (n, rows, cols) and (n,)"
+            )
+        x = images.astype(dtype) / dtype.type(255) if scale else images.astype(dtype)
+        arrays += [x.reshape(len(x), -1) if flatten else x, labels.astype(np.int32)]
+    return Dataset(*arrays, "classification", 10, "mnist", tuple(range(10)))
+
+
+# ----------------------------------------------------------------------------- user tables
+
+
+def _read_csv(path: str, delimiter: str) -> list[list[str]]:
+    with open(path, newline="") as f:
+        rows = [[c.strip() for c in row] for row in csv.reader(f, delimiter=delimiter)]
+    rows = [row for row in rows if any(row)]
+    if len(rows) < 2:
+        raise ValueError(f"{path!r}: expected at least 2 rows, got {len(rows)}")
+    for i, row in enumerate(rows):
+        if len(row) != len(rows[0]):
+            raise ValueError(
+                f"{path!r}: row {i + 1} has {len(row)} cells, row 1 has {len(rows[0])}"
+            )
+    return rows
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _has_header(rows: list[list[str]]) -> bool:
+    """A first row is a header when some cell is text above a number in the second row."""
+    return any(not _is_number(a) and _is_number(b) for a, b in zip(rows[0], rows[1]))
+
+
+def _target_index(target: int | str, header: list[str] | None, n_cols: int, path: str) -> int:
+    if isinstance(target, str):
+        if header is None:
+            raise ValueError(f"target={target!r} names a column, but {path!r} has no header row")
+        if target not in header:
+            raise ValueError(f"target: {target!r} is not a column of {path!r}; columns: {header}")
+        return header.index(target)
+    if not -n_cols <= target < n_cols:
+        raise ValueError(f"target: column {target} out of range for {n_cols} columns in {path!r}")
+    return target % n_cols
+
+
+def _parse_csv(path: str, target: int | str, delimiter: str) -> tuple[np.ndarray, np.ndarray]:
+    rows = _read_csv(path, delimiter)
+    header = rows.pop(0) if _has_header(rows) else None
+    n_cols = len(rows[0])
+    if n_cols < 2:
+        raise ValueError(f"{path!r}: expected feature columns and a target column, got 1 column")
+    t = _target_index(target, header, n_cols, path)
+    cells = np.array(rows, dtype=str)
+    features = [j for j in range(n_cols) if j != t]
+    try:
+        x = cells[:, features].astype(np.float64)
+    except ValueError:
+        raise _non_numeric(cells, features, header, path) from None
+    y = cells[:, t]
+    return x, y.astype(np.float64) if all(_is_number(c) for c in y) else y
+
+
+def _non_numeric(cells: np.ndarray, features: list[int], header: list | None, path: str):
+    """The ValueError naming the first feature column (and cell) that is not a number."""
+    for j in features:
+        bad = [i for i, c in enumerate(cells[:, j]) if not _is_number(c)]
+        if bad:
+            column = repr(header[j]) if header else str(j)
+            line = bad[0] + 1 + (header is not None)
+            return ValueError(
+                f"{path!r}: feature column {column} is not numeric "
+                f"(line {line}: {cells[bad[0], j]!r})"
+            )
+    return ValueError(f"{path!r}: feature columns are not numeric")
+
+
+def load_table(
+    path: str | os.PathLike,
+    *,
+    target: int | str = -1,
+    task: str | None = None,
+    delimiter: str = ",",
+    test_size: float = 0.2,
+    seed: int = 0,
+    standardize: bool = True,
+    dtype: DTypeLike = np.float32,
+    keys: tuple[str, str] = ("x", "y"),
+) -> Dataset:
+    """A Dataset from a CSV file (one example a row) or an NPZ file (arrays ``keys = (x, y)``).
+
+    CSV: ``target`` is the target column (index, or name when the file has a header row; a first
+    row is a header when it holds text above numbers); the other columns are numeric features.
+    Task, labels and standardization follow ``from_arrays``: string labels or integer-valued
+    targets with at most 20 values are classes, coded ``0..k-1`` in sorted order.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"load_table: no such file: {path!r}")
+    if path.endswith(".npz"):
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [k for k in keys if k not in archive]
+            if missing:
+                raise ValueError(f"{path!r}: no arrays {missing}; has {list(archive.keys())}")
+            x, y = archive[keys[0]], archive[keys[1]]
+    else:
+        x, y = _parse_csv(path, target, delimiter)
+    name = os.path.splitext(os.path.basename(path))[0]
+    return from_arrays(
+        x,
+        y,
+        task=task,
+        name=name,
+        test_size=test_size,
+        seed=seed,
+        standardize=standardize,
+        dtype=dtype,
+    )

@@ -1,0 +1,418 @@
+"""Tests for jmlp.data: built-in sets, document 003's problem, splits, IDX/MNIST, CSV/NPZ tables."""
+
+import gzip
+import math
+import struct
+import sys
+
+import numpy as np
+import pytest
+from sklearn import datasets as skd
+from sklearn.model_selection import train_test_split
+
+from jmlp import data
+
+# name -> (n examples, n features, n classes or 0, task); sizes from scikit-learn's documentation.
+BUILTIN = {
+    "iris": (150, 4, 3, "classification"),
+    "digits": (1797, 64, 10, "classification"),
+    "wine": (178, 13, 3, "classification"),
+    "breast_cancer": (569, 30, 2, "classification"),
+    "diabetes": (442, 10, 0, "regression"),
+    "moons": (1000, 2, 2, "classification"),
+    "spirals": (900, 2, 3, "classification"),
+    "doc003": (500, 5, 3, "classification"),
+}
+RAW = {  # independent copies of the raw data, straight from scikit-learn
+    "iris": lambda: skd.load_iris(return_X_y=True),
+    "wine": lambda: skd.load_wine(return_X_y=True),
+    "diabetes": lambda: skd.load_diabetes(return_X_y=True),
+}
+
+
+def sorted_rows(a):
+    a = np.asarray(a).reshape(len(a), -1)
+    return a[np.lexsort(a.T[::-1])]
+
+
+# ----------------------------------------------------------------------------- built-in sets
+
+
+def test_names_table_matches_datasets():
+    assert set(data.DATASETS) == set(BUILTIN)
+
+
+@pytest.mark.parametrize("name", list(BUILTIN))
+def test_builtin_shapes_dtypes_classes(name):
+    n, n_in, k, task = BUILTIN[name]
+    d = data.load(name)
+    n_test = math.ceil(0.2 * n)
+    assert (d.task, d.n_classes, d.name) == (task, k, name)
+    assert d.x_train.shape == (n - n_test, n_in) and d.x_test.shape == (n_test, n_in)
+    assert d.x_train.dtype == d.x_test.dtype == np.float32
+    if task == "classification":
+        assert d.y_train.shape == (n - n_test,) and d.y_test.shape == (n_test,)
+        assert d.y_train.dtype == d.y_test.dtype == np.int32
+        assert len(d.classes) == k
+        assert set(np.unique(d.y_train)) == set(range(k))
+    else:
+        assert d.y_train.shape == (n - n_test, 1) and d.y_train.dtype == np.float32
+        assert d.classes is None
+
+
+def test_iris_split_is_stratified_120_30():
+    d = data.load("iris")
+    assert len(d.y_train) == 120 and len(d.y_test) == 30
+    np.testing.assert_array_equal(np.bincount(d.y_test), [10, 10, 10])  # 0.2 * 50 per class
+    assert d.classes == ("setosa", "versicolor", "virginica")
+
+
+@pytest.mark.parametrize("name", ["iris", "wine", "diabetes"])
+def test_split_is_a_partition_of_the_raw_data(name):
+    x, y = RAW[name]()
+    d = data.load(name, standardize=False, dtype=np.float64)
+    got = np.concatenate([d.x_train, d.x_test])
+    np.testing.assert_array_equal(sorted_rows(got), sorted_rows(x))
+    rows = np.column_stack([x, y])
+    got_rows = np.column_stack([got, np.concatenate([d.y_train, d.y_test]).reshape(len(got), -1)])
+    np.testing.assert_array_equal(sorted_rows(got_rows), sorted_rows(rows))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_doc003_is_exactly_document_003(dtype):
+    # Document 003, section 3.1 and 3.2, verbatim.
+    x, y = skd.make_classification(
+        n_samples=500, n_features=5, n_informative=5, n_redundant=0, n_classes=3, random_state=7
+    )
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=7)
+    d = data.load("doc003", dtype=dtype)
+    assert d.x_train.shape == (400, 5) and d.x_test.shape == (100, 5)
+    np.testing.assert_array_equal(d.x_train, x_train.astype(dtype))
+    np.testing.assert_array_equal(d.x_test, x_test.astype(dtype))
+    np.testing.assert_array_equal(d.y_train, y_train)
+    np.testing.assert_array_equal(d.y_test, y_test)
+    assert d.x_train.dtype == dtype and d.y_train.dtype == np.int32
+
+
+@pytest.mark.parametrize("name", ["iris", "wine", "breast_cancer", "moons", "spirals"])
+def test_standardization_uses_train_statistics(name):
+    raw = data.load(name, standardize=False, dtype=np.float64)
+    d = data.load(name, dtype=np.float64)
+    mean, std = raw.x_train.mean(axis=0), raw.x_train.std(axis=0)
+    np.testing.assert_allclose(d.x_train, (raw.x_train - mean) / std, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(d.x_test, (raw.x_test - mean) / std, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(d.x_train.mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(d.x_train.std(axis=0), 1, rtol=1e-12)
+    f32 = data.load(name)
+    np.testing.assert_allclose(f32.x_train.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(f32.x_train.std(axis=0), 1, rtol=1e-5)
+
+
+def test_constant_feature_is_not_divided_by_zero():
+    d = data.load("digits")  # pixel column 0 is always 0
+    assert np.all(np.isfinite(d.x_train)) and np.all(d.x_train[:, 0] == 0)
+
+
+def test_diabetes_target_standardized_with_train_statistics():
+    _, y = RAW["diabetes"]()
+    raw = data.load("diabetes", standardize=False, dtype=np.float64)
+    np.testing.assert_array_equal(
+        np.sort(np.concatenate([raw.y_train, raw.y_test])[:, 0]), np.sort(y)
+    )
+    d = data.load("diabetes", dtype=np.float64)
+    mean, std = raw.y_train.mean(), raw.y_train.std()
+    np.testing.assert_allclose(d.y_train, (raw.y_train - mean) / std, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(d.y_test, (raw.y_test - mean) / std, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["iris", "moons", "spirals", "diabetes"])
+def test_same_seed_same_data_other_seed_other_split(name):
+    a, b, c = data.load(name, seed=3), data.load(name, seed=3), data.load(name, seed=4)
+    for u, v in zip(a[:4], b[:4]):
+        np.testing.assert_array_equal(u, v)
+    assert not np.array_equal(a.x_test, c.x_test)
+
+
+def test_doc003_seed_changes_only_the_split():
+    d = data.load("doc003", seed=0, dtype=np.float64)
+    x, _ = skd.make_classification(
+        n_samples=500, n_features=5, n_informative=5, n_redundant=0, n_classes=3, random_state=7
+    )
+    x_train, _ = train_test_split(x, test_size=0.2, random_state=0)
+    np.testing.assert_array_equal(d.x_train, x_train)
+
+
+def test_load_errors():
+    with pytest.raises(ValueError, match="iris.*doc003.*'nope'"):
+        data.load("nope")
+    with pytest.raises(TypeError, match="dtype"):
+        data.load("iris", dtype=np.int32)
+    with pytest.raises(ValueError, match="test_size"):
+        data.load("iris", test_size=1.5)
+
+
+def test_missing_sklearn_gives_install_hint(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    with pytest.raises(ImportError, match=r'pip install "jmlp\[experiments\]"'):
+        data.load("iris")
+
+
+def test_make_spirals_follows_its_formula():
+    x, y = data.make_spirals(n_per_arm=50, n_arms=4, noise=0.0, turns=1.5)
+    r = np.tile(np.linspace(0.05, 1, 50), 4)
+    theta = 2 * np.pi * (np.repeat(np.arange(4), 50) / 4 + 1.5 * r)
+    np.testing.assert_allclose(x[:, 0], r * np.cos(theta), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(x[:, 1], r * np.sin(theta), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(np.bincount(y), [50] * 4)
+    noisy, _ = data.make_spirals(n_per_arm=50, n_arms=4, noise=0.1, turns=1.5, seed=1)
+    assert 0.05 < np.std(noisy - x) < 0.15
+
+
+# ----------------------------------------------------------------------------- small tools
+
+
+def test_one_hot_against_identity_rows():
+    labels = np.array([2, 0, 1, 2], dtype=np.int32)
+    t = data.one_hot(labels, 4)
+    np.testing.assert_array_equal(t, np.eye(4, dtype=np.float32)[labels])
+    assert t.dtype == np.float32 and data.one_hot(labels, 3, np.float64).dtype == np.float64
+
+
+@pytest.mark.parametrize("labels", [[0, 3], [-1, 0], [0.5, 1.0], [[0, 1]]])
+def test_one_hot_rejects_bad_labels(labels):
+    with pytest.raises(ValueError, match="labels"):
+        data.one_hot(np.array(labels), 3)
+
+
+def test_standardize_returns_train_statistics_and_guards_zero_std():
+    x_train = np.array([[1.0, 5.0], [3.0, 5.0]])
+    x_test = np.array([[2.0, 7.0]])
+    a, b, mean, std = data.standardize(x_train, x_test)
+    np.testing.assert_array_equal(mean, [2.0, 5.0])
+    np.testing.assert_array_equal(std, [1.0, 1.0])  # column 1 has std 0 -> 1
+    np.testing.assert_array_equal(a, [[-1.0, 0.0], [1.0, 0.0]])
+    np.testing.assert_array_equal(b, [[0.0, 2.0]])
+
+
+def test_train_val_split_is_stratified_disjoint_and_seeded():
+    x = np.arange(100.0).reshape(50, 2)
+    y = np.repeat(np.arange(5, dtype=np.int32), 10)
+    x_tr, y_tr, x_val, y_val = data.train_val_split(x, y, 0.2, seed=1)
+    assert len(x_val) == 10 and len(x_tr) == 40
+    np.testing.assert_array_equal(np.bincount(y_val), [2] * 5)
+    np.testing.assert_array_equal(np.sort(np.concatenate([x_tr, x_val])[:, 0]), x[:, 0])
+    np.testing.assert_array_equal(x_tr[:, 0] // 2 // 10, y_tr)  # rows keep their labels
+    again = data.train_val_split(x, y, 0.2, seed=1)
+    np.testing.assert_array_equal(again[2], x_val)
+    with pytest.raises(ValueError, match="same number of rows"):
+        data.train_val_split(x, y[:-1], 0.2)
+
+
+# ----------------------------------------------------------------------------- IDX / MNIST
+
+IDX_CODES = [
+    (0x08, np.uint8),
+    (0x09, np.int8),
+    (0x0B, np.int16),
+    (0x0C, np.int32),
+    (0x0D, np.float32),
+    (0x0E, np.float64),
+]
+SHAPES = [(7,), (3, 4), (2, 3, 5)]
+
+
+def idx_bytes(code, dtype, array):
+    """IDX bytes built straight from the format description, independent of write_idx."""
+    header = bytes([0, 0, code, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    return header + array.astype(np.dtype(dtype).newbyteorder(">")).tobytes()
+
+
+def sample(dtype, shape):
+    values = np.arange(math.prod(shape)).reshape(shape) * 37 % 200 - 100
+    return (values if np.dtype(dtype).kind != "u" else values + 100).astype(dtype)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("code, dtype", IDX_CODES)
+def test_idx_round_trip_and_byte_layout(tmp_path, code, dtype, shape, gz):
+    array = sample(dtype, shape)
+    path = tmp_path / ("a.idx.gz" if gz else "a.idx")
+    data.write_idx(path, array)
+    raw = path.read_bytes()
+    assert (raw[:2] == b"\x1f\x8b") == gz
+    assert (gzip.decompress(raw) if gz else raw) == idx_bytes(code, dtype, array)
+    back = data.load_idx(path)
+    assert back.dtype == np.dtype(dtype) and back.shape == shape
+    np.testing.assert_array_equal(back, array)
+
+
+@pytest.mark.parametrize("code, dtype", IDX_CODES)
+def test_load_idx_reads_hand_built_files(tmp_path, code, dtype):
+    array = sample(dtype, (4, 3))
+    (tmp_path / "plain").write_bytes(idx_bytes(code, dtype, array))
+    (tmp_path / "zipped").write_bytes(gzip.compress(idx_bytes(code, dtype, array)))
+    for name in ("plain", "zipped"):  # gzip found by its magic bytes, not by the name
+        np.testing.assert_array_equal(data.load_idx(tmp_path / name), array)
+
+
+def test_write_idx_rejects_unsupported_dtype(tmp_path):
+    with pytest.raises(TypeError, match="int64"):
+        data.write_idx(tmp_path / "x.idx", np.zeros(3, dtype=np.int64))
+
+
+GOOD = idx_bytes(0x08, np.uint8, np.arange(6, dtype=np.uint8).reshape(2, 3))
+BAD_FILES = {
+    "bad magic": b"\x01" + GOOD[1:],
+    "bad dtype code": GOOD[:2] + b"\x0a" + GOOD[3:],
+    "truncated header": GOOD[:7],
+    "truncated data": GOOD[:-1],
+    "trailing data": GOOD + b"\0",
+    "too short": b"\0\0",
+    "corrupt gzip": gzip.compress(GOOD)[:-6],
+}
+
+
+@pytest.mark.parametrize("what", list(BAD_FILES))
+def test_load_idx_errors_name_the_file(tmp_path, what):
+    path = tmp_path / "broken-file.idx"
+    path.write_bytes(BAD_FILES[what])
+    with pytest.raises(ValueError, match="broken-file.idx"):
+        data.load_idx(path)
+
+
+def test_load_idx_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing.idx"):
+        data.load_idx(tmp_path / "nothing.idx")
+
+
+def write_fake_mnist(directory, n_train=10, n_test=5, sep="-", gz=""):
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for stem, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
+        data.write_idx(directory / f"{stem}-images{sep}idx3-ubyte{gz}", images)
+        data.write_idx(directory / f"{stem}-labels{sep}idx1-ubyte{gz}", labels)
+        arrays[stem] = (images, labels)
+    return arrays
+
+
+@pytest.mark.parametrize("sep, gz", [("-", ""), ("-", ".gz"), (".", ""), (".", ".gz")])
+def test_load_mnist_on_fake_files(tmp_path, sep, gz):
+    arrays = write_fake_mnist(tmp_path, sep=sep, gz=gz)
+    d = data.load_mnist(tmp_path)
+    assert d.x_train.shape == (10, 784) and d.x_test.shape == (5, 784)
+    assert d.x_train.dtype == np.float32 and d.y_train.dtype == np.int32
+    assert (d.task, d.n_classes) == ("classification", 10)
+    images, labels = arrays["train"]
+    np.testing.assert_allclose(d.x_train, images.reshape(10, 784) / 255.0, rtol=1e-7, atol=0)
+    np.testing.assert_array_equal(d.y_train, labels)
+    np.testing.assert_array_equal(d.y_test, arrays["t10k"][1])
+    raw = data.load_mnist(tmp_path, flatten=False, scale=False)
+    assert raw.x_test.shape == (5, 28, 28)
+    np.testing.assert_array_equal(raw.x_test, arrays["t10k"][0])
+
+
+def test_load_mnist_errors(tmp_path):
+    write_fake_mnist(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(FileNotFoundError, match="t10k-labels"):
+        data.load_mnist(tmp_path)
+    data.write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(4, dtype=np.uint8))
+    with pytest.raises(ValueError, match="t10k"):
+        data.load_mnist(tmp_path)
+
+
+# ----------------------------------------------------------------------------- CSV / NPZ
+
+ROWS = [(1.0, 2.0, "b"), (2.0, 1.0, "a"), (3.0, 0.5, "c"), (4.0, 3.0, "b"), (5.0, 2.5, "a")] * 4
+
+
+def write_csv(path, rows, header=None, delimiter=","):
+    lines = [header] if header else []
+    lines += [delimiter.join(str(v) for v in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("header", [None, "f1,f2,label"])
+def test_csv_with_and_without_header_string_labels(tmp_path, header):
+    path = write_csv(tmp_path / "t.csv", ROWS, header)
+    d = data.load_table(path, standardize=False)
+    assert d.task == "classification" and d.n_classes == 3 and d.classes == ("a", "b", "c")
+    assert d.x_train.shape == (16, 2) and d.x_test.shape == (4, 2) and d.name == "t"
+    code = {"a": 0, "b": 1, "c": 2}
+    table = {(r[0], r[1]): code[r[2]] for r in ROWS}
+    for x, y in [(d.x_train, d.y_train), (d.x_test, d.y_test)]:
+        assert [table[tuple(row)] for row in x.tolist()] == y.tolist()
+
+
+def test_csv_named_target_delimiter_and_regression(tmp_path):
+    rows = [(i * 0.37, i % 3, float(i) ** 0.5) for i in range(30)]
+    path = write_csv(tmp_path / "r.csv", rows, "y;k;z", delimiter=";")
+    d = data.load_table(path, target="y", delimiter=";", standardize=False, dtype=np.float64)
+    assert d.task == "regression" and d.y_train.shape == (24, 1) and d.classes is None
+    np.testing.assert_array_equal(d.x_train[:, 0], d.x_train[:, 0].round())  # column k
+    np.testing.assert_allclose(
+        np.sort(np.concatenate([d.y_train, d.y_test])[:, 0]), [r[0] for r in rows], rtol=1e-15
+    )
+    k = data.load_table(path, target="k", delimiter=";")  # 3 integer values -> classes
+    assert k.task == "classification" and k.classes == (0, 1, 2)
+    forced = data.load_table(path, target=1, delimiter=";", task="regression")
+    assert forced.task == "regression"
+    np.testing.assert_allclose(forced.y_train.mean(), 0, atol=1e-6)  # y standardized too
+
+
+def test_csv_integer_target_with_many_values_is_regression(tmp_path):
+    path = write_csv(tmp_path / "m.csv", [(i, i * 2) for i in range(25)])
+    assert data.load_table(path).task == "regression"
+
+
+def test_npz_default_and_named_keys(tmp_path):
+    x = np.arange(40.0).reshape(20, 2)
+    y = np.arange(20) % 2 * 3 + 1  # labels 1 and 4 -> codes 0 and 1
+    np.savez(tmp_path / "a.npz", x=x, y=y)
+    np.savez(tmp_path / "b.npz", features=x, target=y)
+    for d in (
+        data.load_table(tmp_path / "a.npz", standardize=False),
+        data.load_table(tmp_path / "b.npz", keys=("features", "target"), standardize=False),
+    ):
+        assert d.classes == (1, 4) and d.n_classes == 2
+        np.testing.assert_array_equal(d.y_train, d.x_train[:, 0] // 2 % 2)
+    with pytest.raises(ValueError, match="features"):
+        data.load_table(tmp_path / "a.npz", keys=("features", "y"))
+
+
+CSV_ERRORS = [
+    ("bad feature", "f1,f2,y\n1,2,0\nx,3,1\n1,2,1\n", {}, ValueError, "column 'f1'.*line 3"),
+    ("bad feature no header", "1,2,0\n1,oops,1\n3,3,1\n", {}, ValueError, "column 1"),
+    ("target range", "1,2,0\n2,3,1\n", {"target": 3}, ValueError, "out of range"),
+    ("named, no header", "1,2,0\n2,3,1\n", {"target": "y"}, ValueError, "no header"),
+    ("unknown name", "a,b,y\n1,2,0\n2,3,1\n", {"target": "q"}, ValueError, "'q'"),
+    ("ragged", "1,2,0\n2,3\n", {}, ValueError, "row 2"),
+    ("string regression", "1,a\n2,b\n", {"task": "regression"}, ValueError, "regression"),
+    ("bad task", "1,0\n2,1\n", {"task": "cluster"}, ValueError, "task"),
+]
+
+
+@pytest.mark.parametrize(
+    "what, text, kwargs, error, match", CSV_ERRORS, ids=[e[0] for e in CSV_ERRORS]
+)
+def test_csv_errors(tmp_path, what, text, kwargs, error, match):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(error, match=match):
+        data.load_table(path, **kwargs)
+
+
+def test_load_table_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="absent.csv"):
+        data.load_table(tmp_path / "absent.csv")
+
+
+def test_from_arrays_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="x: expected a 2-D"):
+        data.from_arrays(np.zeros(5), np.zeros(5))
+    with pytest.raises(ValueError, match="y: expected shape"):
+        data.from_arrays(np.zeros((5, 2)), np.zeros(4))
