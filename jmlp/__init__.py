@@ -15,7 +15,7 @@ from jmlp.forward import MLP as MLP
 from jmlp.forward import forward as forward
 from jmlp.forward import forward_cache as forward_cache
 from jmlp.forward import loss as loss
-from jmlp.gradcheck import gradcheck as gradcheck
+from jmlp.gradient_check import gradcheck as gradcheck
 from jmlp.init import init_params as init_params
 from jmlp.losses import LOSSES as LOSSES
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jmlp
-import jmlp.gradcheck as gc
+import jmlp.gradient_check as gc
 
 
 def problem(activation="tanh", output="softmax", loss="cross_entropy"):
