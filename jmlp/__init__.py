@@ -4,6 +4,7 @@ Public names, one per line; implementation in the modules named.
 """
 
 from jmlp import data as data
+from jmlp import optim as optim
 from jmlp.activations import ACTIVATIONS as ACTIVATIONS
 from jmlp.backprop import autodiff as autodiff
 from jmlp.backprop import backprop as backprop
