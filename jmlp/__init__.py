@@ -19,5 +19,13 @@ from jmlp.forward import loss as loss
 from jmlp.gradient_check import gradcheck as gradcheck
 from jmlp.init import init_params as init_params
 from jmlp.losses import LOSSES as LOSSES
+from jmlp.train import FitResult as FitResult
+from jmlp.train import NonFiniteLossError as NonFiniteLossError
+from jmlp.train import accuracy as accuracy
+from jmlp.train import error_rate as error_rate
+from jmlp.train import fit as fit
+from jmlp.train import predict as predict
+from jmlp.train import predict_proba as predict_proba
+from jmlp.train import r2_score as r2_score
 
 __version__ = "0.1.0"
