@@ -9,6 +9,7 @@ where the loss is smooth: a step that crosses a ReLU-type kink, the MAE/hinge co
 gives an honest but large difference that is not a bug.
 """
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -68,6 +69,7 @@ def _relative(diff: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
     return worst, worst / largest if largest > 0 else worst
 
 
+@partial(jax.jit, static_argnums=(0, 4, 5))
 def finite_difference(net: MLP, params: Params, x, y, layer: int, tensor: str, flat_index, *, l2=0.0):
     """Central differences of the loss for entries ``flat_index (k,)`` of ``params[layer][tensor]``."""
     leaf = params[layer][tensor]

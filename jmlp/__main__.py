@@ -1,0 +1,5 @@
+"""``python -m jmlp`` runs the ``jmlp`` command line (see :mod:`jmlp.cli`)."""
+
+from jmlp.cli import main
+
+raise SystemExit(main())

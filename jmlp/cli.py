@@ -1,0 +1,750 @@
+"""The ``jmlp`` command line (also ``python -m jmlp``): ``train``, ``gradcheck`` and ``bench``.
+
+    jmlp train --data digits                        train on a built-in set, write a run folder
+    jmlp train --data houses.csv --target price     train on your own CSV or NPZ file
+    jmlp gradcheck --sizes 4,8,3 --activation tanh  hand-written vs autodiff vs finite differences
+    jmlp bench --quick                              the benchmark (from a source checkout)
+
+Exit status: 0 on success; 1 when ``gradcheck`` finds the gradients disagree; 2 on any error (a
+bad option, an unknown data set, an unreadable file, a ValueError/TypeError raised by jmlp),
+which is printed as one line ``jmlp: error: ...`` on stderr, never as a traceback.
+
+A training run is configured by, in order of precedence: the command line, ``--config FILE``
+(the ``config.json`` of an earlier run), the preset of the built-in data set (``PRESETS``), and
+``DEFAULTS``. The resolved configuration is written to the run folder with the metrics.
+"""
+
+import argparse
+import csv
+import importlib.util
+import inspect
+import json
+import re
+import subprocess
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+from zipfile import BadZipFile, is_zipfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jmlp
+from jmlp import data, optim
+from jmlp.checkpoint import save_checkpoint
+from jmlp.forward import MLP, loss
+from jmlp.gradient_check import gradcheck
+from jmlp.init import init_params
+from jmlp.losses import CLASSIFICATION, LOSSES
+from jmlp.train import accuracy, fit, predict, r2_score
+
+OPTIMIZERS = {
+    "adam": optim.adam,
+    "adamw": optim.adamw,
+    "sgd": optim.sgd,
+    "momentum": optim.momentum,
+    "nesterov": optim.nesterov,
+    "rmsprop": optim.rmsprop,
+}
+GRADIENTS = ("backprop", "autodiff")
+TASKS = ("auto", "classification", "regression")
+# Output activation that goes with each loss when --output-activation is not given.
+OUTPUT_FOR_LOSS = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
+DEFAULTS: dict[str, Any] = {
+    "target": -1,
+    "task": "auto",
+    "hidden": (64, 64),
+    "activation": "relu",
+    "output_activation": None,  # from the loss (OUTPUT_FOR_LOSS, else identity)
+    "loss": None,  # cross_entropy for classification, mse for regression
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "epochs": 100,
+    "batch_size": 32,
+    "seed": 0,
+    "val_split": 0.1,
+    "test_split": 0.2,
+    "patience": 0,  # 0: no early stopping
+    "l2": 0.0,
+    "gradient": "backprop",
+}
+# Per built-in data set: settings that reach a good test score in a few seconds on a laptop CPU.
+PRESETS: dict[str, dict[str, Any]] = {
+    "digits": {"hidden": (128,), "epochs": 30},
+    "iris": {"hidden": (8,), "lr": 1e-2, "epochs": 50, "batch_size": 16},
+    "wine": {"hidden": (32,), "lr": 3e-3, "epochs": 60, "batch_size": 16},
+    "breast_cancer": {"hidden": (32,), "epochs": 40},
+    "diabetes": {"hidden": (32,), "l2": 1e-2, "epochs": 100},
+    "moons": {"hidden": (32, 32), "lr": 3e-3, "epochs": 100},
+    "spirals": {"hidden": (64, 64), "lr": 1e-2, "epochs": 300},
+    "doc003": {"hidden": (50,), "lr": 1e-2, "epochs": 40, "batch_size": 50},
+}
+# Default gradcheck bounds on the relative errors, per dtype: (autodiff, finite differences).
+# float64: hand-written and autodiff differ by rounding only (1e-16 per operation); central
+# differences with h = eps^(1/3) ~ 6e-6 are accurate to ~h^2 ~ 4e-11, relative to the largest
+# entry. float32: eps = 1.2e-7, h ~ 5e-3, so rounding in L(p +- h) leaves ~eps / h ~ 2e-5 of
+# the loss' scale and truncation ~h^2 ~ 2.5e-5: 1e-2 is a loose but honest bound.
+GRADCHECK_BOUNDS = {"float64": (1e-10, 1e-6), "float32": (1e-4, 1e-2)}
+
+
+class UsageError(Exception):
+    """A bad command line (argparse's own errors), reported in one line with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        verb = self.prog.removeprefix("jmlp").strip()
+        raise UsageError(f"{verb + ': ' if verb else ''}{message} (see {self.prog} --help)")
+
+
+# ----------------------------------------------------------------------------- option types
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    """``"64,64"`` -> ``(64, 64)``; ``""`` or ``"none"`` -> ``()`` (no hidden layer)."""
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ints, got {text!r}") from None
+    if any(w < 1 for w in widths):
+        raise argparse.ArgumentTypeError(f"expected positive widths, got {text!r}")
+    return widths
+
+
+def _names(text: str) -> str | tuple[str, ...]:
+    """``"relu"`` -> ``"relu"``; ``"relu,tanh"`` -> ``("relu", "tanh")`` (one per hidden layer)."""
+    names = tuple(n.strip() for n in text.split(","))
+    return names[0] if len(names) == 1 else names
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _non_negative(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return value
+
+
+def _column(text: str) -> int | str:
+    """A column index (``"3"``, ``"-1"``) or a column name."""
+    return int(text) if re.fullmatch(r"-?\d+", text.strip()) else text
+
+
+# ----------------------------------------------------------------------------- the parser
+
+TRAIN_EPILOG = """examples:
+  jmlp train --data digits                       # ~97% test accuracy in seconds
+  jmlp train --data iris --hidden 16 --epochs 200 --optimizer sgd --lr 0.1
+  jmlp train --data spirals --activation tanh --patience 30 --out runs/spirals
+  jmlp train --data houses.csv --target price --task regression
+  jmlp train --config runs/digits-20250101-120000/config.json --seed 1
+
+built-in data sets: {datasets}
+The run folder (--out) gets config.json, metrics.csv (one row per epoch), checkpoint.npz
+(jmlp.load_checkpoint), loss.png and, for classifiers, confusion.png (test set).
+Unset options come from --config, then the data set's preset, then the defaults."""
+
+GRADCHECK_EPILOG = """examples:
+  jmlp gradcheck                                  # 4-8-3 tanh / softmax / cross-entropy
+  jmlp gradcheck --sizes 10,32,32,1 --activation relu,tanh --loss mse
+  jmlp gradcheck --dtype float32 --loss binary_cross_entropy --sizes 5,7,2
+
+Exit status 0 if both relative errors are within their bounds, 1 if not. Default bounds:
+float64 autodiff 1e-10, finite differences 1e-6; float32 autodiff 1e-4, finite differences
+1e-2. Finite differences are unreliable where the loss has kinks (relu, mae, hinge)."""
+
+BENCH_EPILOG = """examples:
+  jmlp bench --quick
+  jmlp bench --out runs/bench
+
+Runs experiments/benchmark.py of a source checkout; other options are passed on to it."""
+
+
+def _train_parser(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train an MLP and write a run folder",
+        description="Train an MLP on a built-in data set or a CSV/NPZ file.",
+        epilog=TRAIN_EPILOG.format(datasets=", ".join(data.DATASETS)),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    a = p.add_argument
+    a(
+        "--data",
+        metavar="NAME|FILE",
+        help="built-in data set name, or a .csv / .npz file (NPZ: arrays x and y)",
+    )
+    a(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="config.json of an earlier run: its settings become defaults",
+    )
+    a(
+        "--target",
+        type=_column,
+        metavar="COL",
+        help="target column of a CSV: index or name (default -1: last)",
+    )
+    a("--task", choices=TASKS, help="classification, regression or auto (default: inferred)")
+    a(
+        "--hidden",
+        type=_int_list,
+        metavar="W,W",
+        help="hidden widths, e.g. 64,64 (default 64,64 or preset)",
+    )
+    a(
+        "--activation",
+        type=_names,
+        metavar="NAME[,NAME]",
+        help="hidden activation, one or one per layer (default relu)",
+    )
+    a(
+        "--output-activation",
+        metavar="NAME",
+        help="default: softmax (cross_entropy), sigmoid (binary_cross_entropy), else identity",
+    )
+    a("--loss", choices=sorted(LOSSES), help="default: cross_entropy (classes) or mse (regression)")
+    a("--optimizer", choices=list(OPTIMIZERS), help="default adam")
+    a("--lr", type=_non_negative, metavar="ETA", help="learning rate (default 1e-3 or preset)")
+    a(
+        "--epochs",
+        type=_positive_int,
+        metavar="N",
+        help="maximum number of epochs (default 100 or preset)",
+    )
+    a(
+        "--batch-size",
+        type=_positive_int,
+        metavar="B",
+        help="mini-batch size (default 32 or preset)",
+    )
+    a(
+        "--seed",
+        type=int,
+        metavar="S",
+        help="seed of the split, the init and the shuffling (default 0)",
+    )
+    a(
+        "--val-split",
+        type=_fraction,
+        metavar="F",
+        help="fraction of the training set held out (default 0.1)",
+    )
+    a(
+        "--test-split",
+        type=_fraction,
+        metavar="F",
+        help="fraction of the data held out for testing (0.2)",
+    )
+    a(
+        "--patience",
+        type=int,
+        metavar="N",
+        help="early stopping after this many epochs without improvement (0: off)",
+    )
+    a(
+        "--l2",
+        type=_non_negative,
+        metavar="C",
+        help="L2 coefficient: loss + l2/2 sum W^2 (default 0)",
+    )
+    a("--gradient", choices=GRADIENTS, help="backprop (hand-written, default) or autodiff")
+    a("--out", type=Path, metavar="DIR", help="run folder (default runs/<data>-<date>-<time>)")
+    a("--no-progress", action="store_true", help="no progress bar")
+    a("--quiet", action="store_true", help="print only the run folder (no bar, no table)")
+    p.set_defaults(run=cmd_train)
+
+
+def _gradcheck_parser(sub) -> None:
+    p = sub.add_parser(
+        "gradcheck",
+        help="compare hand-written, autodiff and finite-difference gradients",
+        description="The three-way gradient report for one architecture and loss.",
+        epilog=GRADCHECK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    a = p.add_argument
+    a(
+        "--sizes",
+        type=_int_list,
+        default=(4, 8, 3),
+        metavar="N,N,N",
+        help="layer widths, input first (4,8,3)",
+    )
+    a(
+        "--activation",
+        type=_names,
+        default="tanh",
+        metavar="NAME[,NAME]",
+        help="hidden activation(s) (tanh)",
+    )
+    a("--output-activation", metavar="NAME", help="default: from the loss, as in train")
+    a("--loss", choices=sorted(LOSSES), default="cross_entropy", help="(cross_entropy)")
+    a("--batch", type=_positive_int, default=16, metavar="B", help="examples in the batch (16)")
+    a("--seed", type=int, default=0, metavar="S", help="seed of inputs, targets and params (0)")
+    a("--l2", type=_non_negative, default=0.0, metavar="C", help="L2 coefficient (0)")
+    a("--dtype", choices=tuple(GRADCHECK_BOUNDS), default="float64", help="(float64)")
+    a(
+        "--fd-entries",
+        type=_positive_int,
+        default=200,
+        metavar="K",
+        help="entries per tensor checked by finite differences (200)",
+    )
+    a(
+        "--autodiff-rtol",
+        type=_non_negative,
+        metavar="R",
+        help="bound on the hand-vs-autodiff error",
+    )
+    a(
+        "--fd-rtol",
+        type=_non_negative,
+        metavar="R",
+        help="bound on the hand-vs-finite-differences error",
+    )
+    p.set_defaults(run=cmd_gradcheck)
+
+
+def _bench_parser(sub) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="run the benchmark (source checkout)",
+        description="Run the benchmark of experiments/benchmark.py and print its table.",
+        epilog=BENCH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")
+    p.add_argument("--out", metavar="DIR", help="output folder of the benchmark")
+    p.set_defaults(run=cmd_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``jmlp`` parser with its three verbs."""
+    parser = _Parser(
+        prog="jmlp",
+        description="jmlp: a functional JAX MLP with a hand-written backward pass.",
+        epilog="Run 'jmlp VERB --help' for the options and examples of each verb.",
+    )
+    parser.add_argument("--version", action="version", version=f"jmlp {jmlp.__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True, parser_class=_Parser)
+    _train_parser(sub)
+    _gradcheck_parser(sub)
+    _bench_parser(sub)
+    return parser
+
+
+# ----------------------------------------------------------------------------- train: config
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The settings saved in a run's config.json (a JSON object)."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"--config {path}: {err}") from None
+    if not isinstance(saved, dict):
+        raise TypeError(f"--config {path}: expected a JSON object, got {type(saved).__name__}")
+    return saved
+
+
+def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
+    """Each setting from the command line, else ``--config``, else the preset, else DEFAULTS."""
+    saved = {} if args.config is None else read_config(args.config)
+    name = args.data if args.data is not None else saved.get("data")
+    if name is None:
+        raise UsageError("train: --data is required (or --config FILE)")
+    if name in data.DATASETS and args.target is not None:
+        raise ValueError(f"--target: applies to a CSV/NPZ file, not the built-in set {name!r}")
+    preset = PRESETS.get(name, {})
+    cfg = {"data": name}
+    for key in DEFAULTS:
+        value = getattr(args, key)
+        for source in (saved, preset, DEFAULTS):
+            if value is None and key in source:
+                value = source[key]
+        cfg[key] = tuple(value) if isinstance(value, list) else value
+    return cfg
+
+
+def load_data(cfg: dict[str, Any]) -> data.Dataset:
+    """The built-in set or the user's CSV/NPZ file named by ``cfg["data"]``, split."""
+    name, test = cfg["data"], cfg["test_split"]
+    if name in data.DATASETS:
+        seed = None if name == "doc003" else cfg["seed"]  # doc003 keeps the document's split
+        ds = data.load(name, test_size=test, seed=seed)
+        if cfg["task"] not in ("auto", ds.task):
+            raise ValueError(f"--task {cfg['task']}: built-in set {name!r} is {ds.task}")
+        return ds
+    path = Path(name)
+    if path.suffix.lower() not in (".csv", ".npz", ".txt", ".tsv") and not path.exists():
+        raise ValueError(
+            f"--data: unknown data set {name!r}; built-in: {', '.join(data.DATASETS)}; "
+            "or give a path to a .csv or .npz file"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"--data: no such file: {name}")
+    if path.suffix.lower() == ".npz" and not is_zipfile(path):
+        raise ValueError(f"--data: {name} is not an NPZ archive (numpy.savez)")
+    task = None if cfg["task"] == "auto" else cfg["task"]
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        return data.load_table(
+            path,
+            target=cfg["target"],
+            task=task,
+            delimiter=delimiter,
+            test_size=test,
+            seed=cfg["seed"],
+        )
+    except (ValueError, TypeError, OSError, KeyError, EOFError, csv.Error, BadZipFile) as err:
+        message = str(err) if name in str(err) else f"{name}: {err}"
+        raise ValueError(f"--data: cannot use {message}") from None
+
+
+def build_net(cfg: dict[str, Any], ds: data.Dataset) -> MLP:
+    """The MLP for the data: loss and output activation from the task when not given."""
+    classes = ds.task == "classification"
+    name = cfg["loss"] or ("cross_entropy" if classes else "mse")
+    if classes != (name in CLASSIFICATION):
+        kind = "a classification" if classes else "a regression"
+        raise ValueError(f"--loss {name}: the data is {ds.task}; it needs {kind} loss")
+    if name != "cross_entropy" and classes and ds.n_classes != 2:
+        raise ValueError(f"--loss {name}: needs 2 classes, the data has {ds.n_classes}")
+    n_out = ds.n_classes if name == "cross_entropy" else (1 if classes else ds.y_train.shape[1])
+    output = cfg["output_activation"] or OUTPUT_FOR_LOSS.get(name, "identity")
+    cfg.update(loss=name, output_activation=output)
+    sizes = (ds.x_train.shape[1], *cfg["hidden"], n_out)
+    return MLP(sizes, activation=cfg["activation"], output_activation=output, loss=name)
+
+
+def make_optimizer(cfg: dict[str, Any]):
+    """The jmlp.optim transformation named by ``cfg["optimizer"]`` at learning rate ``lr``."""
+    if cfg["optimizer"] not in OPTIMIZERS:
+        raise ValueError(
+            f"--optimizer: expected one of {tuple(OPTIMIZERS)}, got {cfg['optimizer']!r}"
+        )
+    return OPTIMIZERS[cfg["optimizer"]](cfg["lr"])
+
+
+def _labels(net: MLP, y: np.ndarray) -> np.ndarray:
+    """Class codes 0..k-1 as the loss wants them: {-1, +1} for hinge, as they are otherwise."""
+    return 2 * y - 1 if net.loss == "hinge" else y
+
+
+# ----------------------------------------------------------------------------- train: run
+
+
+def _split(cfg: dict[str, Any], ds: data.Dataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{"train", "validation" (if val_split > 0), "test"}`` -> ``(x, y)``."""
+    x, y = ds.x_train, ds.y_train
+    if cfg["val_split"] == 0:
+        return {"train": (x, y), "test": (ds.x_test, ds.y_test)}
+    x, y, x_val, y_val = data.train_val_split(x, y, cfg["val_split"], cfg["seed"])
+    return {"train": (x, y), "validation": (x_val, y_val), "test": (ds.x_test, ds.y_test)}
+
+
+def run_training(cfg: dict[str, Any], net: MLP, parts: dict, progress: bool) -> dict[str, Any]:
+    """Fit; returns the FitResult, the per-epoch wall times and the fit's seconds."""
+    key_init, key_fit = jax.random.split(jax.random.key(cfg["seed"]))
+    params = init_params(key_init, net.sizes)
+    x, y = parts["train"]
+    cfg["batch_size"] = min(cfg["batch_size"], len(x))
+    validation = parts.get("validation")
+    if validation is not None:
+        validation = (validation[0], _labels(net, validation[1]))
+    start, seconds = time.perf_counter(), []
+    result = fit(
+        net,
+        params,
+        make_optimizer(cfg),
+        x,
+        _labels(net, y),
+        epochs=cfg["epochs"],
+        batch_size=cfg["batch_size"],
+        key=key_fit,
+        validation=validation,
+        l2=cfg["l2"],
+        gradient=cfg["gradient"],
+        patience=cfg["patience"] or None,
+        progress=progress,
+        callback=lambda epoch, p, h: seconds.append(time.perf_counter() - start),
+    )
+    return {
+        "result": result,
+        "seconds": seconds,
+        "time": time.perf_counter() - start,
+        "key": key_fit,
+    }
+
+
+@partial(jax.jit, static_argnums=0)
+def _loss_and_score(net: MLP, params, x, y) -> tuple[jax.Array, jax.Array]:
+    """Loss (without L2) and accuracy (classifiers) or R^2, as one compiled call."""
+    score = accuracy if net.loss in CLASSIFICATION else r2_score
+    return loss(net, params, x, y), score(net, params, x, y)
+
+
+def evaluate(net: MLP, params, parts: dict) -> dict[str, dict[str, float]]:
+    """``{part: {"loss", "score"}}``: loss (without L2) and accuracy or R^2 of each part."""
+    scores = {}
+    for part, (x, y) in parts.items():
+        value, score = _loss_and_score(net, params, x, _labels(net, y))
+        scores[part] = {"loss": float(value), "score": float(score)}
+    return scores
+
+
+def format_table(net: MLP, scores: dict, run: dict[str, Any], out: Path) -> str:
+    """The final table: loss and accuracy (or R^2) per part, then epochs, time and folder."""
+    score = "accuracy" if net.loss in CLASSIFICATION else "R^2"
+    lines = [f"{'':<12}{'loss':>10}{score:>10}"]
+    for part, s in scores.items():
+        lines.append(f"{part:<12}{s['loss']:>10.4f}{s['score']:>10.4f}")
+    result = run["result"]
+    lines.append(f"epochs      {result.epochs_run} ({result.stopped})")
+    lines.append(f"time        {run['time']:.1f} s (training, compilation included)")
+    lines.append(f"run folder  {out}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- train: files
+
+
+def write_metrics(path: Path, history: dict[str, list[float]], seconds: list[float]) -> None:
+    """metrics.csv: one row per epoch, ``epoch, loss[, val_loss, val_...], seconds``."""
+    names = list(history)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["epoch", *names, "seconds"])
+        for i, t in enumerate(seconds):
+            writer.writerow([i + 1, *(repr(history[n][i]) for n in names), f"{t:.4f}"])
+
+
+def write_checkpoint(path: Path, cfg: dict, run: dict[str, Any]) -> None:
+    """checkpoint.npz: the final params and optimizer state, the key, config and history."""
+    result = run["result"]
+    save_checkpoint(
+        path,
+        params=result.params,
+        opt_state=result.opt_state,
+        epoch=result.epochs_run,
+        key=run["key"],
+        metadata={"config": cfg, "history": result.history},
+    )
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    """``C[i, j]`` = number of examples of class ``i`` predicted as class ``j``."""
+    counts = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(counts, (np.asarray(labels), np.asarray(predicted)), 1)
+    return counts
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_loss(path: Path, history: dict[str, list[float]]) -> None:
+    """loss.png: training (and validation) loss per epoch, log scale; validation score beside."""
+    plt = _pyplot()
+    extra = [k for k in history if k in ("val_accuracy", "val_r2")]
+    fig, axes = plt.subplots(1, 1 + len(extra), figsize=(5 + 4 * len(extra), 3.6), squeeze=False)
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    for name in ("loss", "val_loss"):
+        if name in history:
+            axes[0, 0].plot(epochs, history[name], label=name.replace("val_", "validation "))
+    axes[0, 0].set(xlabel="epoch", ylabel="loss", yscale="log")
+    axes[0, 0].legend()
+    for ax, name in zip(axes[0, 1:], extra):
+        ax.plot(epochs, history[name], color="C1")
+        ax.set(xlabel="epoch", ylabel=name.replace("val_", "validation "))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_confusion(path: Path, counts: np.ndarray, classes: tuple | None) -> None:
+    """confusion.png: the test set's confusion matrix with the counts written in."""
+    plt = _pyplot()
+    k = len(counts)
+    names = [str(c) for c in (classes or range(k))]
+    fig, ax = plt.subplots(figsize=(2 + 0.45 * k, 1.6 + 0.45 * k))
+    ax.imshow(counts, cmap="Blues")
+    for (i, j), c in np.ndenumerate(counts):
+        color = "white" if c > counts.max() / 2 else "black"
+        ax.text(j, i, str(c), ha="center", va="center", color=color, fontsize=8)
+    ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true", title="test set")
+    ax.set_xticklabels(names, rotation=45 if max(map(len, names)) > 2 else 0)
+    ax.set_yticklabels(names)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_run(out: Path, cfg: dict, net: MLP, ds: data.Dataset, parts: dict, run: dict) -> None:
+    """config.json, metrics.csv, checkpoint.npz, loss.png and (classifiers) confusion.png."""
+    (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    result = run["result"]
+    write_metrics(out / "metrics.csv", result.history, run["seconds"])
+    write_checkpoint(out / "checkpoint.npz", cfg, run)
+    plot_loss(out / "loss.png", result.history)
+    if net.loss in CLASSIFICATION:
+        x, y = parts["test"]
+        predicted = np.asarray(jax.jit(predict, static_argnums=0)(net, result.params, x))
+        predicted = (predicted + 1) // 2 if net.loss == "hinge" else predicted
+        plot_confusion(
+            out / "confusion.png", confusion_matrix(y, predicted, ds.n_classes), ds.classes
+        )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``jmlp train``: load, fit, print the table, write the run folder."""
+    cfg = resolve_config(args)
+    ds = load_data(cfg)
+    net = build_net(cfg, ds)
+    parts = _split(cfg, ds)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = args.out or Path("runs") / f"{Path(cfg['data']).stem}-{stamp}"
+    cfg.update(out=str(out), task=ds.task, sizes=list(net.sizes), n_classes=ds.n_classes)
+    cfg.update(classes=None if ds.classes is None else list(ds.classes))
+    cfg["target"] = None if cfg["data"] in data.DATASETS else cfg["target"]
+    out.mkdir(parents=True, exist_ok=True)  # fail before training if it cannot be made
+    run = run_training(cfg, net, parts, progress=not (args.no_progress or args.quiet))
+    write_run(out, cfg, net, ds, parts, run)
+    scores = evaluate(net, run["result"].params, parts)
+    print(out if args.quiet else format_table(net, scores, run, out))
+    return 0
+
+
+# ----------------------------------------------------------------------------- gradcheck
+
+
+def gradcheck_problem(net: MLP, batch: int, seed: int):
+    """Random params, inputs ``x ~ N(0, 1) (batch, n_in)`` and targets that suit the loss."""
+    key_p, key_x, key_y = jax.random.split(jax.random.key(seed), 3)
+    n_in, n_out = net.sizes[0], net.sizes[-1]
+    x = jax.random.normal(key_x, (batch, n_in), jnp.float32)
+    if net.loss == "cross_entropy":
+        y = jax.random.randint(key_y, (batch,), 0, n_out)
+    elif net.loss in ("binary_cross_entropy", "hinge"):
+        y = jax.random.bernoulli(key_y, 0.5, (batch, n_out)).astype(jnp.float32)
+        y = 2 * y - 1 if net.loss == "hinge" else y
+    else:
+        y = jax.random.normal(key_y, (batch, n_out), jnp.float32)
+    return init_params(key_p, net.sizes), x, y
+
+
+def cmd_gradcheck(args: argparse.Namespace) -> int:
+    """``jmlp gradcheck``: print the report; 0 if within the bounds, 1 if not."""
+    output = args.output_activation or OUTPUT_FOR_LOSS.get(args.loss, "identity")
+    net = MLP(args.sizes, activation=args.activation, output_activation=output, loss=args.loss)
+    params, x, y = gradcheck_problem(net, args.batch, args.seed)
+    report = gradcheck(net, params, x, y, l2=args.l2, dtype=args.dtype, fd_entries=args.fd_entries)
+    bound_auto, bound_fd = GRADCHECK_BOUNDS[args.dtype]
+    bound_auto = bound_auto if args.autodiff_rtol is None else args.autodiff_rtol
+    bound_fd = bound_fd if args.fd_rtol is None else args.fd_rtol
+    ok = report.max_rel_autodiff <= bound_auto and report.max_rel_fd <= bound_fd
+    print(f"net: sizes {net.sizes}, activation {net.activation}, output {output}, loss {net.loss}")
+    print(report)
+    print(
+        f"{'PASS' if ok else 'FAIL'}: max relative error vs autodiff "
+        f"{report.max_rel_autodiff:.2e} (bound {bound_auto:g}), "
+        f"vs finite differences {report.max_rel_fd:.2e} (bound {bound_fd:g})"
+    )
+    return 0 if ok else 1
+
+
+# ----------------------------------------------------------------------------- bench
+
+
+def benchmark_script() -> Path:
+    """experiments/benchmark.py next to the jmlp package (a source checkout), else an error."""
+    path = Path(__file__).resolve().parent.parent / "experiments" / "benchmark.py"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"bench: {path} not found; the benchmark runs from a source checkout of jmlp"
+        )
+    return path
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """``jmlp bench``: the benchmark's ``main(argv)`` if it has one, else the script itself."""
+    path = benchmark_script()
+    argv = (["--quick"] if args.quick else []) + (["--out", args.out] if args.out else [])
+    argv += args.extra
+    spec = importlib.util.spec_from_file_location("jmlp_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))  # the experiments import their sibling common.py
+    try:
+        spec.loader.exec_module(module)
+        run = getattr(module, "main", None)
+        if not callable(run) or not inspect.signature(run).parameters:
+            return subprocess.run([sys.executable, str(path), *argv], check=False).returncode
+        status = run(argv)
+    finally:
+        sys.path.remove(str(path.parent))
+    return status if isinstance(status, int) else 0
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``jmlp`` script: parse ``argv`` and run the verb; the exit status."""
+    parser = build_parser()
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra and args.verb != "bench":
+            raise UsageError(
+                f"{args.verb}: unrecognized arguments: {' '.join(extra)} "
+                f"(see jmlp {args.verb} --help)"
+            )
+        args.extra = extra
+        return args.run(args)
+    except UsageError as err:
+        message = _one_line(err)
+    except FloatingPointError as err:  # jmlp.train.NonFiniteLossError
+        where = f"epoch {getattr(err, 'epoch', '?')}, step {getattr(err, 'step', '?')}"
+        message = f"training diverged: non-finite loss or update at {where}; try a smaller --lr"
+    except (ValueError, TypeError, OSError, ImportError) as err:
+        message = _one_line(err)
+    except KeyboardInterrupt:
+        print("jmlp: interrupted", file=sys.stderr)
+        return 130
+    print(f"jmlp: error: {message}", file=sys.stderr)
+    return 2
