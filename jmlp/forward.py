@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jmlp.activations import ACTIVATIONS, OUTPUT_ONLY, PARAMETER, Activation, get_activation
 from jmlp.init import Params, _check_sizes
@@ -158,7 +159,11 @@ def as_targets(net: MLP, y, x_shape: tuple[int, ...], dtype) -> Array:
     or a single column (binary cross-entropy, hinge with n_out = 1)."""
     y = jnp.asarray(y)
     batch, n_out = x_shape[:-1], net.sizes[-1]
-    if jnp.issubdtype(y.dtype, jnp.integer) or y.dtype == jnp.bool_:
+    if net.loss in CLASSIFICATION and not isinstance(y, jax.core.Tracer):
+        check_target_values(net, np.asarray(y))  # values are concrete only outside jit / vmap
+    if y.dtype == jnp.bool_:
+        y = y.astype(jnp.int32)
+    if jnp.issubdtype(y.dtype, jnp.integer):
         if net.loss not in CLASSIFICATION:
             raise TypeError(f"y: integer labels need a classification loss {CLASSIFICATION}, got loss={net.loss!r}")
         if y.shape != batch:
@@ -174,6 +179,27 @@ def as_targets(net: MLP, y, x_shape: tuple[int, ...], dtype) -> Array:
             raise ValueError(f"y: expected shape {batch + (n_out,)} (or integer labels {batch}), got {y.shape}")
         t = y.astype(dtype)
     return jnp.atleast_2d(t)
+
+
+def check_target_values(net: MLP, y: np.ndarray, name: str = "y") -> None:
+    """Label / target values allowed by the loss (checked on the host with numpy): integer
+    labels in [0, n_out) (cross-entropy), {0, 1} (binary cross-entropy), {-1, +1} (hinge);
+    float rows in [0, 1] (cross-entropies) or {-1, +1} (hinge)."""
+    n_out, integer = net.sizes[-1], not np.issubdtype(y.dtype, np.inexact)
+    if net.loss == "cross_entropy" and integer:
+        bad, allowed = (y < 0) | (y >= n_out), f"[0, {n_out})"
+    elif net.loss in ("cross_entropy", "binary_cross_entropy"):
+        bad, allowed = (y < 0) | (y > 1), "[0, 1]" if not integer else "{0, 1}"
+    elif net.loss == "hinge":
+        bad, allowed = (y != 1) & (y != -1), "{-1, +1}"
+    else:
+        return
+    if np.any(bad):
+        kind = "integer labels" if integer else "targets"
+        raise ValueError(
+            f"{name}: {kind} for loss={net.loss!r} must be in {allowed}, got "
+            f"{int(np.sum(bad))} outside, e.g. {y[bad][0].item()!r}"
+        )
 
 
 def forward_cache(net: MLP, params: Params, x: Array) -> Cache:

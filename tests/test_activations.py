@@ -1,0 +1,222 @@
+"""The activation table: every hand-written derivative and vjp against jax.grad / jax.vjp of its
+own ``fn``, every ``fn`` against an independent numpy/scipy formula, kinks, large |z|, options."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import special
+
+from jmlp.activations import ACTIVATIONS, OUTPUT_ONLY, get_activation
+
+ELEMENTWISE = [name for name in ACTIVATIONS if name not in OUTPUT_ONLY]
+SMOOTH = ["identity", "sigmoid", "tanh", "softplus", "gelu", "gelu_exact"]  # C-infinity
+GELU_C = math.sqrt(2 / math.pi)
+
+
+def _elu(z, alpha=1.0):
+    return np.where(z > 0, z, alpha * np.expm1(np.minimum(z, 0)))
+
+
+# Independent float64 references (numpy / scipy), written from the formulas, not from jmlp.
+NUMPY_ACTIVATIONS = {
+    "identity": lambda z: z,
+    "sigmoid": special.expit,
+    "tanh": np.tanh,
+    "relu": lambda z: np.maximum(z, 0.0),
+    "leaky_relu": lambda z: np.where(z > 0, z, 0.01 * z),
+    "softplus": lambda z: np.logaddexp(0.0, z),
+    "elu": _elu,
+    "gelu": lambda z: 0.5 * z * (1 + np.tanh(GELU_C * (z + 0.044715 * z**3))),
+    "gelu_exact": lambda z: z * special.ndtr(z),  # z Phi(z), Phi the standard normal cdf
+    "softmax": lambda z: special.softmax(z, axis=-1),
+}
+
+# A grid of ordinary values plus large |z| (saturation, overflow of exp) and the kink z = 0.
+GRID = np.concatenate([np.linspace(-8, 8, 161), [-1e4, -300.0, -50.0, 50.0, 300.0, 1e4, 0.0]])
+
+
+def autodiff_deriv(fn, z):
+    return jax.vmap(jax.grad(fn))(z)
+
+
+def test_the_table_holds_the_documented_names():
+    expected = {"identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax"}
+    assert expected <= set(ACTIVATIONS)
+    assert set(NUMPY_ACTIVATIONS) == set(ACTIVATIONS), "a new activation needs a reference here"
+    assert get_activation("softmax").deriv is None
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_fn_matches_independent_formula(name):
+    z = jnp.asarray(GRID if name != "softmax" else GRID.reshape(-1, 7))
+    expected = NUMPY_ACTIVATIONS[name](np.asarray(z))
+    # atol: sigmoid = (1 + tanh(z/2)) / 2 and gelu = z/2 (1 + tanh(.)) cancel where they are tiny
+    # (z << 0), so they are accurate to a few ulp of |z| absolute there, not relative:
+    # sigmoid(-40) is 0, not 4e-18. 1e-14 covers |z| <= 8 (larger |z| are exactly 0 or z).
+    np.testing.assert_allclose(get_activation(name).fn(z), expected, rtol=1e-13, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_deriv_equals_autodiff_float64(name):
+    act = get_activation(name)
+    z = jnp.asarray(GRID)
+    # atol: in the saturated tails the derivative is ~1e-13 or less and both sides compute it
+    # with cancellation (1 - h, 1 - t^2): equal to a few 1e-16 absolute, not relative.
+    np.testing.assert_allclose(
+        act.deriv(z, act.fn(z)), autodiff_deriv(act.fn, z), rtol=1e-12, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_vjp_equals_jax_vjp_float64(name):
+    act = get_activation(name)
+    z = jnp.asarray(GRID)
+    g = jax.random.normal(jax.random.key(0), z.shape)
+    _, pullback = jax.vjp(act.fn, z)
+    np.testing.assert_allclose(act.vjp(z, act.fn(z), g), pullback(g)[0], rtol=1e-12, atol=1e-12)
+
+
+def test_softmax_vjp_equals_jax_vjp_and_the_jacobian():
+    act = get_activation("softmax")
+    z = 3 * jax.random.normal(jax.random.key(0), (6, 5))
+    z = z.at[0].set(jnp.array([1e4, -1e4, 0.0, 5.0, 1e4]))  # a saturated row
+    g = jax.random.normal(jax.random.key(1), z.shape)
+    s = act.fn(z)
+    _, pullback = jax.vjp(act.fn, z)
+    np.testing.assert_allclose(act.vjp(z, s, g), pullback(g)[0], rtol=1e-12, atol=1e-12)
+    # the documented form s * (g - <g, s>), row by row as g J with J = diag(s) - s s^T
+    s_np, g_np = np.asarray(s), np.asarray(g)
+    rows = [gn @ (np.diag(sn) - np.outer(sn, sn)) for sn, gn in zip(s_np, g_np)]
+    np.testing.assert_allclose(act.vjp(z, s, g), np.stack(rows), rtol=1e-12, atol=1e-14)
+
+
+# --- kinks ---------------------------------------------------------------------------------------
+# The hand derivative at z = 0 is exactly the one jax.grad of fn gives (documented values).
+KINKS = [
+    ("relu", None, 0.0),
+    ("leaky_relu", None, 0.01),
+    ("leaky_relu", 0.2, 0.2),
+    ("elu", None, 1.0),
+    ("elu", 1.5, 1.5),
+]
+
+
+@pytest.mark.parametrize("name, param, expected", KINKS)
+def test_derivative_at_the_kink_is_autodiffs(name, param, expected):
+    act = get_activation(name, param)
+    z = jnp.zeros(3)
+    hand = act.deriv(z, act.fn(z))
+    auto = autodiff_deriv(act.fn, z)
+    np.testing.assert_array_equal(hand, auto)
+    np.testing.assert_array_equal(hand, expected)
+
+
+# --- large |z| in float32 ----------------------------------------------------------------------
+BIG32 = jnp.array([-1e4, -100.0, -20.0, 0.0, 20.0, 100.0, 1e4], dtype=jnp.float32)
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_finite_at_large_z_float32(name):
+    act = get_activation(name)
+    h = act.fn(BIG32)
+    d = act.deriv(BIG32, h)
+    auto = autodiff_deriv(act.fn, BIG32)
+    for a in (h, d, auto):
+        assert a.dtype == jnp.float32
+        assert bool(jnp.all(jnp.isfinite(a))), (name, a)
+    # float32 saturates: atol covers derivative tails below float32 resolution
+    np.testing.assert_allclose(d, auto, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name, z, expected",
+    [
+        ("sigmoid", -1e4, 0.0),
+        ("sigmoid", 1e4, 1.0),
+        ("softplus", -1e4, 0.0),
+        ("softplus", 1e4, 1e4),
+        ("elu", -1e4, -1.0),
+        ("elu", 1e4, 1e4),
+        ("gelu", -1e4, 0.0),
+        ("gelu_exact", -1e4, 0.0),
+        ("tanh", -1e4, -1.0),
+    ],
+)
+def test_saturated_values_float32(name, z, expected):
+    h = get_activation(name).fn(jnp.array([z], dtype=jnp.float32))
+    np.testing.assert_allclose(h, [expected], rtol=1e-7)
+
+
+def test_sigmoid_stays_in_unit_interval_float32():
+    z = jnp.linspace(-1e4, 1e4, 2001, dtype=jnp.float32)
+    h = get_activation("sigmoid").fn(z)
+    assert bool(jnp.all((h >= 0) & (h <= 1)))
+
+
+def test_softmax_large_logits_float32():
+    z = jnp.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4], [3e4, 3e4, -3e4]], dtype=jnp.float32)
+    s = get_activation("softmax").fn(z)
+    assert bool(jnp.all(jnp.isfinite(s)))
+    np.testing.assert_allclose(s, [[1, 0, 0], [1 / 3, 1 / 3, 1 / 3], [0.5, 0.5, 0]], rtol=1e-6)
+    g = jnp.ones_like(z).at[:, 0].set(2.0)
+    assert bool(jnp.all(jnp.isfinite(get_activation("softmax").vjp(z, s, g))))
+
+
+# --- GELU against independent formulas -----------------------------------------------------------
+def test_gelu_exact_against_math_erf():
+    z = np.linspace(-6, 6, 49)
+    expected = [0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in z]
+    gelu_exact = get_activation("gelu_exact").fn(jnp.asarray(z))
+    np.testing.assert_allclose(gelu_exact, expected, rtol=1e-13, atol=1e-16)
+    # derivative: Phi(z) + z phi(z); the two terms cancel for z << 0 (atol for that)
+    phi = np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    act = get_activation("gelu_exact")
+    zj = jnp.asarray(z)
+    np.testing.assert_allclose(
+        act.deriv(zj, act.fn(zj)), special.ndtr(z) + z * phi, rtol=1e-12, atol=1e-15
+    )
+
+
+def test_gelu_tanh_form_against_its_formula_and_jax_nn():
+    z = np.linspace(-6, 6, 49)
+    u = GELU_C * (z + 0.044715 * z**3)
+    expected = [0.5 * v * (1 + math.tanh(a)) for v, a in zip(z, u)]
+    out = get_activation("gelu").fn(jnp.asarray(z))
+    np.testing.assert_allclose(out, expected, rtol=1e-13, atol=1e-14)  # atol: as above
+    np.testing.assert_allclose(
+        out, jax.nn.gelu(jnp.asarray(z), approximate=True), rtol=1e-12, atol=1e-14
+    )
+    # the two GELUs are different functions: the tanh form is within ~1e-3 of the exact one
+    exact = get_activation("gelu_exact").fn(jnp.asarray(z))
+    assert 1e-5 < float(jnp.max(jnp.abs(out - exact))) < 1e-3
+
+
+# --- options and names -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "name, param, z, h, dh",
+    [
+        ("leaky_relu", None, -2.0, -0.02, 0.01),
+        ("leaky_relu", 0.2, -2.0, -0.4, 0.2),
+        ("leaky_relu", 0.2, 3.0, 3.0, 1.0),
+        ("elu", None, -1.0, math.expm1(-1.0), math.exp(-1.0)),
+        ("elu", 1.5, -1.0, 1.5 * math.expm1(-1.0), 1.5 * math.exp(-1.0)),
+        ("elu", 1.5, 2.0, 2.0, 1.0),
+    ],
+)
+def test_activation_option_is_honoured(name, param, z, h, dh):
+    act = get_activation(name, param)
+    zj = jnp.array([z])
+    np.testing.assert_allclose(act.fn(zj), [h], rtol=1e-15)
+    np.testing.assert_allclose(act.deriv(zj, act.fn(zj)), [dh], rtol=1e-15)
+    np.testing.assert_allclose(autodiff_deriv(act.fn, zj), [dh], rtol=1e-15)
+
+
+def test_unknown_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match="activation") as info:
+        get_activation("swish")
+    message = str(info.value)
+    assert "'swish'" in message
+    assert all(name in message for name in ACTIVATIONS)

@@ -1,0 +1,168 @@
+"""Parameter initialisation: shapes and dtypes, the document-000 scheme, every fan-based scheme's
+empirical spread against its formula, determinism, and argument errors."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jmlp
+from jmlp.init import WEIGHT_INITS
+
+N_IN, N_OUT = 800, 300  # a large, non-square layer: fan_in != fan_avg, 240000 draws per W
+
+# Standard error of a sample standard deviation s of N draws: sd(s) / sigma = sqrt((k - 1) / (4 N))
+# with k the kurtosis (3 normal, 9/5 uniform). We allow 5 standard errors (two-sided tail
+# probability 6e-7), and 5 standard errors sigma / sqrt(N) for the sample mean.
+KURTOSIS = {"normal": 3.0, "uniform": 9 / 5}
+N_SIGMA = 5.0
+
+
+def expected_std(scheme, n_in, n_out, weight_scale=1.0):
+    """The table of jmlp/init.py's docstring, written out by hand."""
+    table = {
+        "normal": weight_scale,
+        "uniform": weight_scale / math.sqrt(3),  # U(-a, a) has std a / sqrt(3)
+        "lecun_normal": math.sqrt(1 / n_in),
+        "lecun_uniform": math.sqrt(1 / n_in),
+        "glorot_normal": math.sqrt(2 / (n_in + n_out)),
+        "glorot_uniform": math.sqrt(2 / (n_in + n_out)),
+        "he_normal": math.sqrt(2 / n_in),
+        "he_uniform": math.sqrt(2 / n_in),
+    }
+    return table[scheme]
+
+
+def assert_spread(W, sigma, form):
+    W = np.asarray(W, dtype=np.float64).ravel()
+    n = W.size
+    se_std = sigma * math.sqrt((KURTOSIS[form] - 1) / (4 * n))
+    assert abs(W.std() - sigma) < N_SIGMA * se_std, (W.std(), sigma, se_std)
+    assert abs(W.mean()) < N_SIGMA * sigma / math.sqrt(n), (W.mean(), sigma)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize("sizes", [(3, 1), (5, 50, 3), (2, 4, 4, 1), [7, 3, 2]])
+def test_shapes_and_dtypes(sizes, dtype):
+    params = jmlp.init_params(jax.random.key(0), sizes, dtype=dtype)
+    assert isinstance(params, list) and len(params) == len(sizes) - 1
+    for layer, n_in, n_out in zip(params, sizes[:-1], sizes[1:]):
+        assert set(layer) == {"W", "b"}
+        assert layer["W"].shape == (n_in, n_out) and layer["b"].shape == (n_out,)
+        assert layer["W"].dtype == dtype and layer["b"].dtype == dtype
+
+
+def test_default_dtype_is_float32():
+    params = jmlp.init_params(jax.random.key(0), (3, 2))
+    assert params[0]["W"].dtype == jnp.float32 and params[0]["b"].dtype == jnp.float32
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_scheme_of_document_000(dtype):
+    params = jmlp.init_params(
+        jax.random.key(0),
+        (N_IN, N_OUT, 7),
+        weight_init="normal",
+        weight_scale=0.1,
+        bias_init=0.05,
+        dtype=dtype,
+    )
+    for layer in params:
+        np.testing.assert_array_equal(layer["b"], np.asarray(0.05, dtype))  # exactly 0.05
+    assert_spread(params[0]["W"], 0.1, "normal")
+    # the second layer is small (300 x 7): only a loose check that it is the same scale
+    assert 0.08 < float(jnp.std(params[1]["W"])) < 0.12
+
+
+@pytest.mark.parametrize("scheme", WEIGHT_INITS)
+def test_empirical_std_matches_formula(scheme):
+    params = jmlp.init_params(
+        jax.random.key(1), (N_IN, N_OUT), weight_init=scheme, weight_scale=0.3
+    )
+    sigma = expected_std(scheme, N_IN, N_OUT, weight_scale=0.3)
+    assert_spread(params[0]["W"], sigma, scheme.rsplit("_", 1)[-1])
+    np.testing.assert_array_equal(params[0]["b"], 0.0)  # default bias 0
+
+
+def test_every_scheme_is_covered():
+    assert set(WEIGHT_INITS) == {
+        "normal",
+        "uniform",
+        "lecun_normal",
+        "lecun_uniform",
+        "glorot_normal",
+        "glorot_uniform",
+        "he_normal",
+        "he_uniform",
+    }
+
+
+@pytest.mark.parametrize("scheme", [s for s in WEIGHT_INITS if s.endswith("uniform")])
+def test_uniform_bounds_respected(scheme):
+    W = jmlp.init_params(jax.random.key(2), (N_IN, N_OUT), weight_init=scheme, weight_scale=0.3)
+    W = np.asarray(W[0]["W"])
+    bound = math.sqrt(3) * expected_std(scheme, N_IN, N_OUT, weight_scale=0.3)
+    assert np.all(np.abs(W) <= bound * (1 + 1e-6))  # float32 rounding of the bound
+    # 240000 uniform draws: the extremes come within bound * 1e-4 of the bound w.p. ~1 - e^-24
+    assert W.max() > bound * (1 - 1e-4) and W.min() < -bound * (1 - 1e-4)
+
+
+def test_default_scheme_is_he_normal():
+    W = jmlp.init_params(jax.random.key(3), (N_IN, N_OUT))[0]["W"]
+    assert_spread(W, math.sqrt(2 / N_IN), "normal")
+
+
+def test_same_key_same_params_jitted_or_not():
+    sizes = (4, 6, 2)
+    a = jmlp.init_params(jax.random.key(7), sizes)
+    b = jmlp.init_params(jax.random.key(7), sizes)
+    c = jax.jit(lambda k: jmlp.init_params(k, sizes))(jax.random.key(7))
+    d = jmlp.init_params(jax.random.key(8), sizes)
+    for u, v, w in zip(jax.tree.leaves(a), jax.tree.leaves(b), jax.tree.leaves(c)):
+        np.testing.assert_array_equal(u, v)
+        # same random bits under jit, but XLA fuses the normal transform differently: 1 ulp
+        np.testing.assert_allclose(u, w, rtol=2.5e-7, atol=0)
+    assert not np.array_equal(a[0]["W"], d[0]["W"])
+
+
+def test_layers_get_independent_draws():
+    params = jmlp.init_params(jax.random.key(0), (5, 5, 5), weight_init="normal")
+    assert not np.array_equal(params[0]["W"], params[1]["W"])
+
+
+@pytest.mark.parametrize(
+    "sizes, error",
+    [
+        ((3,), ValueError),
+        ((), ValueError),
+        ((3, 0), ValueError),
+        ((3, -2), ValueError),
+        ((3, 2.5), ValueError),
+        ((3, True), ValueError),
+        ((3, "4"), ValueError),
+        ("34", TypeError),
+        (5, TypeError),
+    ],
+)
+def test_bad_sizes_name_the_argument(sizes, error):
+    with pytest.raises(error, match=r"sizes: expected .*got"):
+        jmlp.init_params(jax.random.key(0), sizes)
+
+
+def test_numpy_integer_sizes_are_accepted():
+    params = jmlp.init_params(jax.random.key(0), np.array([3, 2]))
+    assert params[0]["W"].shape == (3, 2) and type(params[0]["W"].shape[0]) is int
+
+
+def test_unknown_scheme_lists_the_known_ones():
+    with pytest.raises(ValueError, match="weight_init") as info:
+        jmlp.init_params(jax.random.key(0), (3, 2), weight_init="xavier")
+    assert "'xavier'" in str(info.value) and all(s in str(info.value) for s in WEIGHT_INITS)
+
+
+@pytest.mark.parametrize("dtype", [jnp.int32, jnp.bool_, "int8"])
+def test_non_float_dtype_is_rejected(dtype):
+    with pytest.raises(TypeError, match="dtype: expected a floating dtype"):
+        jmlp.init_params(jax.random.key(0), (3, 2), dtype=dtype)
