@@ -5,6 +5,7 @@ Public names, one per line; implementation in the modules named.
 
 from jmlp import data as data
 from jmlp import optim as optim
+from jmlp import parallel as parallel
 from jmlp.activations import ACTIVATIONS as ACTIVATIONS
 from jmlp.backprop import autodiff as autodiff
 from jmlp.backprop import backprop as backprop
@@ -12,6 +13,12 @@ from jmlp.backprop import custom_vjp_loss as custom_vjp_loss
 from jmlp.checkpoint import Checkpoint as Checkpoint
 from jmlp.checkpoint import load_checkpoint as load_checkpoint
 from jmlp.checkpoint import save_checkpoint as save_checkpoint
+from jmlp.ensemble import EnsembleResult as EnsembleResult
+from jmlp.ensemble import ensemble_predict as ensemble_predict
+from jmlp.ensemble import ensemble_predict_proba as ensemble_predict_proba
+from jmlp.ensemble import fit_many as fit_many
+from jmlp.ensemble import init_many as init_many
+from jmlp.ensemble import summarize as summarize
 from jmlp.forward import MLP as MLP
 from jmlp.forward import forward as forward
 from jmlp.forward import forward_cache as forward_cache
@@ -19,6 +26,9 @@ from jmlp.forward import loss as loss
 from jmlp.gradient_check import gradcheck as gradcheck
 from jmlp.init import init_params as init_params
 from jmlp.losses import LOSSES as LOSSES
+from jmlp.parallel import data_mesh as data_mesh
+from jmlp.per_example import per_example_grad_norms as per_example_grad_norms
+from jmlp.per_example import per_example_grads as per_example_grads
 from jmlp.train import FitResult as FitResult
 from jmlp.train import NonFiniteLossError as NonFiniteLossError
 from jmlp.train import accuracy as accuracy

@@ -11,8 +11,9 @@ At a kink the derivative is the one ``jax.grad`` of ``fn`` gives, because ``fn``
 ``jnp.where(z > 0, ...)``: relu'(0) = 0, leaky_relu'(0) = slope, elu'(0) = alpha.
 """
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -148,5 +149,8 @@ def get_activation(name: str, param: float | None = None) -> Activation:
     if name == "softmax":
         return Activation(fn, None, softmax_vjp)
     if name in PARAMETER and param is not None:
-        fn, deriv = partial(fn, **{PARAMETER[name]: param}), partial(deriv, **{PARAMETER[name]: param})
+        fn, deriv = (
+            partial(fn, **{PARAMETER[name]: param}),
+            partial(deriv, **{PARAMETER[name]: param}),
+        )
     return _elementwise(fn, deriv)

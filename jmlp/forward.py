@@ -119,18 +119,28 @@ def matmul(net: MLP, a: Array, b: Array) -> Array:
     if net.compute_dtype is None:
         return jnp.matmul(a, b, precision=net.precision)
     c = jnp.dtype(net.compute_dtype)
-    out = jnp.matmul(a.astype(c), b.astype(c), precision=net.precision, preferred_element_type=a.dtype)
+    out = jnp.matmul(
+        a.astype(c), b.astype(c), precision=net.precision, preferred_element_type=a.dtype
+    )
     return out.astype(a.dtype)
 
 
 def check_params(net: MLP, params: Params) -> None:
     """Raise ValueError/TypeError unless params is ``[{"W": (n_{l-1}, n_l), "b": (n_l,)}, ...]``."""
     if not isinstance(params, (list, tuple)) or len(params) != net.n_layers:
-        got = f"{type(params).__name__} of length {len(params)}" if hasattr(params, "__len__") else type(params).__name__
-        raise ValueError(f"params: expected a list of {net.n_layers} layer dicts for sizes={net.sizes}, got {got}")
+        got = (
+            f"{type(params).__name__} of length {len(params)}"
+            if hasattr(params, "__len__")
+            else type(params).__name__
+        )
+        raise ValueError(
+            f"params: expected a list of {net.n_layers} layer dicts for sizes={net.sizes}, got {got}"
+        )
     for l, (layer, n_in, n_out) in enumerate(zip(params, net.sizes[:-1], net.sizes[1:])):
         if not isinstance(layer, dict) or set(layer) != {"W", "b"}:
-            raise ValueError(f"params[{l}]: expected a dict with keys 'W' and 'b', got {layer!r:.80}")
+            raise ValueError(
+                f"params[{l}]: expected a dict with keys 'W' and 'b', got {layer!r:.80}"
+            )
         for name, shape in (("W", (n_in, n_out)), ("b", (n_out,))):
             if jnp.shape(layer[name]) != shape:
                 raise ValueError(
@@ -165,7 +175,9 @@ def as_targets(net: MLP, y, x_shape: tuple[int, ...], dtype) -> Array:
         y = y.astype(jnp.int32)
     if jnp.issubdtype(y.dtype, jnp.integer):
         if net.loss not in CLASSIFICATION:
-            raise TypeError(f"y: integer labels need a classification loss {CLASSIFICATION}, got loss={net.loss!r}")
+            raise TypeError(
+                f"y: integer labels need a classification loss {CLASSIFICATION}, got loss={net.loss!r}"
+            )
         if y.shape != batch:
             raise ValueError(f"y: expected integer labels of shape {batch}, got {y.shape}")
         if net.loss == "cross_entropy":
@@ -173,10 +185,14 @@ def as_targets(net: MLP, y, x_shape: tuple[int, ...], dtype) -> Array:
         elif n_out == 1:
             t = y[..., None].astype(dtype)
         else:
-            raise ValueError(f"y: integer labels for loss={net.loss!r} need n_out == 1, got {n_out}; give (batch, {n_out}) rows")
+            raise ValueError(
+                f"y: integer labels for loss={net.loss!r} need n_out == 1, got {n_out}; give (batch, {n_out}) rows"
+            )
     else:
         if y.shape != batch + (n_out,):
-            raise ValueError(f"y: expected shape {batch + (n_out,)} (or integer labels {batch}), got {y.shape}")
+            raise ValueError(
+                f"y: expected shape {batch + (n_out,)} (or integer labels {batch}), got {y.shape}"
+            )
         t = y.astype(dtype)
     return jnp.atleast_2d(t)
 

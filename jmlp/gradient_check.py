@@ -46,7 +46,10 @@ class GradCheckReport(NamedTuple):
 
     def __str__(self) -> str:
         head = f"{'layer':>5} {'tensor':>6} {'|hand-auto|':>12} {'rel':>10} {'|hand-fd|':>12} {'rel':>10}  worst"
-        lines = [f"gradient check ({self.dtype}, <= {self.fd_entries} finite-difference entries per tensor)", head]
+        lines = [
+            f"gradient check ({self.dtype}, <= {self.fd_entries} finite-difference entries per tensor)",
+            head,
+        ]
         for r in self.rows:
             lines.append(
                 f"{r.layer:>5} {r.tensor:>6} {r.abs_autodiff:12.3e} {r.rel_autodiff:10.2e} "
@@ -70,7 +73,9 @@ def _relative(diff: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
 
 
 @partial(jax.jit, static_argnums=(0, 4, 5))
-def finite_difference(net: MLP, params: Params, x, y, layer: int, tensor: str, flat_index, *, l2=0.0):
+def finite_difference(
+    net: MLP, params: Params, x, y, layer: int, tensor: str, flat_index, *, l2=0.0
+):
     """Central differences of the loss for entries ``flat_index (k,)`` of ``params[layer][tensor]``."""
     leaf = params[layer][tensor]
     step = jnp.finfo(leaf.dtype).eps ** (1 / 3) * jnp.maximum(1, jnp.abs(leaf.ravel()[flat_index]))
@@ -111,12 +116,28 @@ def gradcheck(
                 h, a = np.asarray(h_layer[tensor]), np.asarray(a_layer[tensor])
                 diff = np.abs(h - a)
                 n = h.size
-                idx = np.arange(n) if n <= fd_entries else np.asarray(
-                    jax.random.choice(jax.random.fold_in(key, 2 * layer + (tensor == "b")), n, (fd_entries,), replace=False)
+                idx = (
+                    np.arange(n)
+                    if n <= fd_entries
+                    else np.asarray(
+                        jax.random.choice(
+                            jax.random.fold_in(key, 2 * layer + (tensor == "b")),
+                            n,
+                            (fd_entries,),
+                            replace=False,
+                        )
+                    )
                 )
-                fd = np.asarray(finite_difference(net, cast, x, y, layer, tensor, jnp.asarray(idx), l2=l2))
-                rows.append(GradCheckRow(
-                    layer, tensor, *_relative(diff, a), *_relative(np.abs(h.ravel()[idx] - fd), fd),
-                    tuple(int(i) for i in np.unravel_index(np.argmax(diff), h.shape)),
-                ))
+                fd = np.asarray(
+                    finite_difference(net, cast, x, y, layer, tensor, jnp.asarray(idx), l2=l2)
+                )
+                rows.append(
+                    GradCheckRow(
+                        layer,
+                        tensor,
+                        *_relative(diff, a),
+                        *_relative(np.abs(h.ravel()[idx] - fd), fd),
+                        tuple(int(i) for i in np.unravel_index(np.argmax(diff), h.shape)),
+                    )
+                )
     return GradCheckReport(tuple(rows), jnp.dtype(dtype).name, fd_entries)

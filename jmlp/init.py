@@ -17,8 +17,8 @@ he_uniform      W ~ U(-a, a), a = sqrt(6 / fan_in)
 document 000 uses 0.05).
 """
 
+from collections.abc import Sequence
 from numbers import Integral
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp

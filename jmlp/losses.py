@@ -23,8 +23,9 @@ epsilon) so ``log(0)`` never occurs; the derivative is 0 where the clip is activ
 gives. The fused pairs in :data:`FUSED` work on the pre-activation ``z`` instead and need no clip.
 """
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

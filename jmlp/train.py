@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jmlp.backprop import autodiff, backprop
 from jmlp.checkpoint import load_checkpoint, save_checkpoint
@@ -189,13 +190,16 @@ def _val_metrics(net: MLP, params: Params, val: tuple[Array, Array] | None) -> l
     return [value, _r2_rows(cache.h[-1], t)]
 
 
-def _step_fn(net, optimizer, grad_fn, x, t, l2, mode: str) -> Callable:
+def _step_fn(net, optimizer, grad_fn, x, t, l2, mode: str, split=None) -> Callable:
     """One optimizer step for ``lax.scan``. ``mode``: "fast" (no checks), "stop" (freeze at the
-    first step whose loss, new params or new state is non-finite), "skip" (skip such steps)."""
+    first step whose loss, new params or new state is non-finite), "skip" (skip such steps).
+    ``split``: a batch sharding; the step's mini-batch is split over its devices (data parallel)."""
 
     def step(carry, xs):
         params, state, ok_so_far = carry
         (xb, tb, w) = (x, t, None) if xs is None else (x[xs[0]], t[xs[0]], xs[1])
+        if split is not None:
+            xb, tb, w = jax.lax.with_sharding_constraint((xb, tb, w), split)
         value, grads = grad_fn(net, params, xb, tb, l2=l2, weights=w)
         updates, new_state = optimizer.update(grads, state, params)
         new_params = optax.apply_updates(params, updates)
@@ -208,13 +212,13 @@ def _step_fn(net, optimizer, grad_fn, x, t, l2, mode: str) -> Callable:
     return step
 
 
-def _epoch(net, optimizer, grad_fn, mode, params, opt_state, x, t, idx, weights, l2, val):
+def _epoch(net, optimizer, grad_fn, mode, split, params, opt_state, x, t, idx, weights, l2, val):
     """One epoch (traced once per shape): a scan over the steps' indices ``idx (S, B)`` and
     weights (or, with ``idx`` None, one full-batch step). Returns params, opt_state and the
     metric vector ``[loss, steps not ok, first step not ok (or -1), *validation metrics]``."""
     _STATS["traces"] += 1
     n = x.shape[0]
-    step = _step_fn(net, optimizer, grad_fn, x, t, l2, mode)
+    step = _step_fn(net, optimizer, grad_fn, x, t, l2, mode, split)
     carry = (params, opt_state, jnp.array(True))
     if idx is None:  # one full-batch step (xs None: all of x)
         (params, opt_state, _), (value, ok) = step(carry, None)
@@ -235,16 +239,17 @@ def _epoch(net, optimizer, grad_fn, mode, params, opt_state, x, t, idx, weights,
     return params, opt_state, jnp.stack([jnp.asarray(m, x.dtype) for m in metrics])
 
 
-def _epoch_function(net, optimizer, gradient, mode: str) -> Callable:
+def _epoch_function(net, optimizer, gradient, mesh, mode: str) -> Callable:
     """The jitted epoch for these static settings, from the module cache (no recompile).
 
     "skip" donates params and optimizer state; "fast" (under ``nan_policy="stop"``) keeps them,
     as the state to replay the epoch from, step-checked ("stop"), if it ends non-finite."""
-    cache_key = (id(optimizer), net, gradient, mode)
+    cache_key = (id(optimizer), net, gradient, mesh, mode)
     if cache_key not in _CACHE:
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
-        fn = partial(_epoch, net, optimizer, GRADIENTS[gradient], mode)
+        split = None if mesh is None else NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
+        fn = partial(_epoch, net, optimizer, GRADIENTS[gradient], mode, split)
         donate = (0, 1) if mode == "skip" else ()
         _CACHE[cache_key] = (optimizer, jax.jit(fn, donate_argnums=donate))
     return _CACHE[cache_key][1]
@@ -343,6 +348,25 @@ def _check_batch_key(batch_size: int | None, n: int, key: Any) -> bool:
         except (TypeError, ValueError) as err:
             raise TypeError(f"key: expected a jax.random.key, got {key!r:.60}") from err
     return full
+
+
+def _check_mesh(mesh: Any, batch: int) -> None:
+    if mesh is None:
+        return
+    if not isinstance(mesh, Mesh) or len(mesh.axis_names) != 1:
+        raise TypeError(
+            f"mesh: expected a 1-D jax.sharding.Mesh (jmlp.data_mesh()), got {mesh!r:.80}"
+        )
+    if batch % mesh.size:
+        raise ValueError(
+            f"batch_size: expected a multiple of the mesh size {mesh.size} (each device takes "
+            f"batch_size / {mesh.size} examples of every step), got {batch}"
+        )
+
+
+def _replicated_batches(batches: Callable, where: NamedSharding, epoch: int) -> tuple:
+    """The epoch's step indices and weights, copied to every device of the mesh."""
+    return jax.device_put(batches(epoch), where)
 
 
 def _check_checkpointing(opts: dict) -> None:
@@ -505,6 +529,7 @@ def fit(
     checkpoint_every: int | None = None,
     resume: bool = False,
     nan_policy: str = "stop",
+    mesh: Mesh | None = None,
 ) -> FitResult:
     """Train ``params`` on ``x (N, n_in)``, ``y`` (rows ``(N, n_out)`` or integer labels ``(N,)``).
 
@@ -537,6 +562,10 @@ def fit(
       input state; one that ends non-finite is replayed from it with per-step checks.)
       ``"skip"``: leave such steps out (as ``optax.apply_if_finite``), count them in
       ``history["skipped"]``; per-step checks and selects cost some speed; state is donated.
+    - ``mesh``: a 1-D ``jax.sharding.Mesh`` (``jmlp.data_mesh()``): data parallel. Data, params
+      and optimizer state are replicated on its devices and each step's mini-batch is split
+      over them (``batch_size``, or N for full batch, a multiple of the mesh size); the result
+      equals one device's to float rounding (``jmlp.parallel``).
 
     **Returns:** :class:`FitResult` ``(params, opt_state, history, epochs_run, stopped, key)``.
 
@@ -551,6 +580,7 @@ def fit(
     if validation is not None:
         val = _prepare(net, params, *validation, ("validation[0] (x_val)", "validation[1] (y_val)"))
     full = _check_batch_key(batch_size, x.shape[0], key)
+    _check_mesh(mesh, x.shape[0] if full else batch_size)
     params = jax.tree.map(jnp.array, params)  # a copy: "skip" donates its working params
     opt_state, names = optimizer.init(params), _history_keys(net, validation, nan_policy)
     history, start = {k: [] for k in names}, 0
@@ -558,12 +588,18 @@ def fit(
         params, opt_state, start, history = _resume(checkpoint_path, params, opt_state, key, names)
     state = {"params": params, "opt_state": opt_state, "history": history, "epochs_run": start}
     state |= {"saved": start, "best": (math.inf, start, None)}
-    epoch_fn = partial(_epoch_function, net, optimizer, gradient)
+    if mesh is not None:
+        x, t, val, state["params"], state["opt_state"] = jax.device_put(
+            (x, t, val, state["params"], state["opt_state"]), NamedSharding(mesh, PartitionSpec())
+        )
+    epoch_fn = partial(_epoch_function, net, optimizer, gradient, mesh)
     runs = (
         (epoch_fn("skip"), None)
         if nan_policy == "skip"
         else (epoch_fn("fast"), partial(epoch_fn, "stop"))
     )
     batches = None if full else partial(_batches, x.shape[0], batch_size, key)
+    if mesh is not None and batches is not None:
+        batches = partial(_replicated_batches, batches, NamedSharding(mesh, PartitionSpec()))
     data = (x, t, batches, jnp.asarray(l2, x.dtype), val)
     return _train(runs, data, state, opts, epochs, key, _progress(progress, start, epochs))

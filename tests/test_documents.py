@@ -59,11 +59,15 @@ def test_001_one_step(grad_fn):
         "w4": w["w4"] - lr * d * w["w6"] * 3,  # 0.0982025
     }
     got = {
-        "w1": new[0]["W"][0, 0], "w2": new[0]["W"][0, 1], "w3": new[0]["W"][1, 0],
-        "w4": new[0]["W"][1, 1], "w5": new[1]["W"][0, 0], "w6": new[1]["W"][1, 0],
+        "w1": new[0]["W"][0, 0],
+        "w2": new[0]["W"][0, 1],
+        "w3": new[0]["W"][1, 0],
+        "w4": new[0]["W"][1, 1],
+        "w5": new[1]["W"][0, 0],
+        "w6": new[1]["W"][1, 0],
     }
-    for name in exact:
-        np.testing.assert_allclose(got[name], exact[name], rtol=1e-13, err_msg=name)
+    for name, value in exact.items():
+        np.testing.assert_allclose(got[name], value, rtol=1e-13, err_msg=name)
     # The note's printed (rounded) results: w5 ~ 0.17, w6 ~ 0.17, w1 ~ 0.12, w2 ~ 0.13, w4 ~ 0.10.
     for name, printed in {"w5": 0.17, "w6": 0.17, "w1": 0.12, "w2": 0.13, "w4": 0.10}.items():
         assert abs(got[name] - printed) <= 0.005, name
@@ -92,9 +96,12 @@ def exact_004():
     d_out = y - t
     d_hid = d_out * 0.3 * h * (1 - h)
     return {
-        "y": y, "L": 0.5 * (y - t) ** 2,
-        "w1": 0.4 - lr * d_hid * x, "b1": 0.1 - lr * d_hid,
-        "w2": 0.3 - lr * d_out * h, "b2": 0.2 - lr * d_out,
+        "y": y,
+        "L": 0.5 * (y - t) ** 2,
+        "w1": 0.4 - lr * d_hid * x,
+        "b1": 0.1 - lr * d_hid,
+        "w2": 0.3 - lr * d_out * h,
+        "b2": 0.2 - lr * d_out,
     }
 
 
@@ -104,18 +111,24 @@ def test_004_one_step(grad_fn):
     value, grads = grad_fn(NET_004, params_004(), x, t)
     new = sgd_step(params_004(), grads, 0.1)
     got = {
-        "y": jmlp.forward(NET_004, params_004(), x)[0, 0], "L": value,
-        "w1": new[0]["W"][0, 0], "b1": new[0]["b"][0], "w2": new[1]["W"][0, 0], "b2": new[1]["b"][0],
+        "y": jmlp.forward(NET_004, params_004(), x)[0, 0],
+        "L": value,
+        "w1": new[0]["W"][0, 0],
+        "b1": new[0]["b"][0],
+        "w2": new[1]["W"][0, 0],
+        "b2": new[1]["b"][0],
     }
     exact = exact_004()
-    for name in got:
-        np.testing.assert_allclose(got[name], exact[name], rtol=1e-14, err_msg=name)
+    for name, value in got.items():
+        np.testing.assert_allclose(value, exact[name], rtol=1e-14, err_msg=name)
     # Printed values; its rounded intermediate products put w1, b1, w2 up to 9e-7 off exact.
     printed = {"y": 0.3867377, "w1": 0.4007994, "b1": 0.1007994, "w2": 0.3070506, "b2": 0.21132623}
     for name, value_printed in printed.items():
         assert abs(got[name] - value_printed) <= 1e-6, name
     # Exact arithmetic (seeds/README): w1 = b1 - 0.3 = 0.40079851, w2 = 0.30705011.
-    np.testing.assert_allclose([got["w1"], got["b1"], got["w2"]], [0.40079851, 0.10079851, 0.30705011], atol=5e-9)
+    np.testing.assert_allclose(
+        [got["w1"], got["b1"], got["w2"]], [0.40079851, 0.10079851, 0.30705011], atol=5e-9
+    )
     # Erratum: the notes print L = 0.005488, but 1/2 (0.3867378 - 0.5)^2 = 0.0064142.
     assert abs(got["L"] - 0.0064142) < 1e-7 and abs(got["L"] - 0.005488) > 9e-4
 
@@ -136,7 +149,11 @@ def test_004_cross_entropy_values(p, printed):
 def test_000_init_scheme_and_delta_rule():
     sizes = (6, 5, 4)
     params = jmlp.init_params(
-        jax.random.key(0), sizes, weight_init="normal", weight_scale=0.1, bias_init=0.05,
+        jax.random.key(0),
+        sizes,
+        weight_init="normal",
+        weight_scale=0.1,
+        bias_init=0.05,
         dtype=jnp.float64,
     )
     assert all(float(b) == 0.05 for layer in params for b in layer["b"])
@@ -146,7 +163,7 @@ def test_000_init_scheme_and_delta_rule():
     # The document, with W^l the (n_out, n_in) matrix: z = W h + b, h = sigma(z),
     # dL/dy = 2/N (y - t), delta^L = dL/dy * sigma'(z^L), delta^{l-1} = W^T delta^l * sigma'(z),
     # dL/dW^l = delta^l h^{l-1}^T, dL/db^l = delta^l.
-    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    sig = lambda z: 1 / (1 + np.exp(-z))
     Ws = [np.asarray(p["W"]).T for p in params]
     bs = [np.asarray(p["b"]) for p in params]
     hs, zs = [x], []
@@ -202,14 +219,20 @@ def test_002_regressor_output_error_is_2_y_minus_t():
 # --- 003: summed softmax cross-entropy, output gradient Y - T, L2 term reg * W -----------------
 def test_003_summed_loss_and_l2_gradient():
     net = jmlp.MLP((5, 7, 3), "relu", "softmax", "cross_entropy", reduction="sum")
-    params = jmlp.init_params(jax.random.key(5), net.sizes, weight_init="lecun_normal", dtype=jnp.float64)
+    params = jmlp.init_params(
+        jax.random.key(5), net.sizes, weight_init="lecun_normal", dtype=jnp.float64
+    )
     x = jax.random.normal(jax.random.key(6), (9, 5))
     labels = jnp.arange(9) % 3
     reg = 0.01
     cache = forward_cache(net, params, x)
     Y, T, H = np.asarray(cache.h[2]), np.eye(3)[np.asarray(labels)], np.asarray(cache.h[1])
     value, grads = jmlp.backprop(net, params, x, labels, l2=reg)
-    expected_loss = -np.sum(T * np.log(Y)) + 0.5 * reg * sum(np.sum(np.asarray(p["W"]) ** 2) for p in params)
+    expected_loss = -np.sum(T * np.log(Y)) + 0.5 * reg * sum(
+        np.sum(np.asarray(p["W"]) ** 2) for p in params
+    )
     np.testing.assert_allclose(value, expected_loss, rtol=1e-12)
-    np.testing.assert_allclose(grads[1]["W"], H.T @ (Y - T) + reg * np.asarray(params[1]["W"]), rtol=1e-12)
+    np.testing.assert_allclose(
+        grads[1]["W"], H.T @ (Y - T) + reg * np.asarray(params[1]["W"]), rtol=1e-12
+    )
     np.testing.assert_allclose(grads[1]["b"], np.sum(Y - T, axis=0), rtol=1e-12)  # biases: no reg

@@ -13,7 +13,11 @@ def problem(activation="tanh", output="softmax", loss="cross_entropy"):
     net = jmlp.MLP((3, 6, 4), activation, output, loss)
     params = jmlp.init_params(jax.random.key(0), net.sizes, dtype=jnp.float64)
     x = jax.random.normal(jax.random.key(1), (10, 3))
-    y = jnp.arange(10) % 4 if loss == "cross_entropy" else jax.random.normal(jax.random.key(2), (10, 4))
+    y = (
+        jnp.arange(10) % 4
+        if loss == "cross_entropy"
+        else jax.random.normal(jax.random.key(2), (10, 4))
+    )
     return net, params, x, y
 
 
@@ -62,6 +66,9 @@ def test_a_wrong_gradient_is_reported(monkeypatch):
 def test_large_tensors_are_sampled():
     net = jmlp.MLP((30, 20, 2), "tanh", "identity", "mse")
     params = jmlp.init_params(jax.random.key(0), net.sizes, dtype=jnp.float64)
-    x, y = jax.random.normal(jax.random.key(1), (5, 30)), jax.random.normal(jax.random.key(2), (5, 2))
+    x, y = (
+        jax.random.normal(jax.random.key(1), (5, 30)),
+        jax.random.normal(jax.random.key(2), (5, 2)),
+    )
     report = gc.gradcheck(net, params, x, y, fd_entries=50)  # W1 has 600 entries: 50 are checked
     report.assert_close()

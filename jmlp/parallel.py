@@ -1,0 +1,84 @@
+"""Data parallelism with ``jax.sharding``: a mesh over devices, the mini-batch split across it,
+parameters and optimizer state replicated.
+
+    mesh = jmlp.data_mesh()                      # all devices, one axis named "batch"
+    result = jmlp.fit(net, params, optimizer, x, y, batch_size=256, key=key, mesh=mesh)
+
+``fit(..., mesh=mesh)`` places the data, params and optimizer state replicated on the mesh and
+constrains every step's mini-batch ``x[idx] (B, n_in)`` to be split along its batch axis (B must
+be a multiple of the mesh size): each device runs the forward and backward pass on ``B / D``
+examples; the gradient ``dL/dW = h^T delta`` sums over the batch, so XLA inserts one all-reduce
+per step, and every device applies the same optimizer update to its copy of the params. The
+result equals one device's to float rounding (the sums are added in another order). The whole
+epoch stays one compiled ``lax.scan``: dispatching sharded steps one by one from a Python loop
+deadlocked XLA:CPU's all-reduce on simulated devices here.
+
+**Simulated devices (tests, laptops).** ``XLA_FLAGS=--xla_force_host_platform_device_count=8``
+must be set before jax is imported (it splits the CPU into 8 devices; nothing gets faster).
+
+**Several hosts.** Each process calls ``jax.distributed.initialize()`` first (on Cloud TPU and
+Slurm/Open MPI clusters without arguments; otherwise ``coordinator_address="host0:1234",
+num_processes=P, process_id=i``); ``jax.devices()`` then lists every device of every process and
+``data_mesh()`` spans them all. Every process runs the same program on the same arguments
+(same ``key``, same params); with ``fit`` each process passes the full data set, which is
+replicated. For data sets too large for that, build the global batch from per-process shards
+with ``jax.make_array_from_process_local_data(batch_sharding(mesh), local_rows)`` and run your
+own jitted step (the pattern of :func:`shard_batch`). Only process 0 should write files
+(``jax.process_index() == 0``). See the JAX guide "Distributed arrays and automatic
+parallelization" and "Multi-process environments".
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+BATCH_AXIS = "batch"
+
+
+def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-D ``Mesh`` with axis ``"batch"`` over ``devices`` (default: ``jax.devices()``, every
+    device of every process)."""
+    devices = jax.devices() if devices is None else list(devices)
+    if not devices or not all(isinstance(d, jax.Device) for d in devices):
+        raise TypeError(
+            f"devices: expected a non-empty sequence of jax devices, got {devices!r:.80}"
+        )
+    return Mesh(np.array(devices), (BATCH_AXIS,))
+
+
+def _check_mesh(mesh: Any) -> Mesh:
+    if not isinstance(mesh, Mesh) or len(mesh.axis_names) != 1:
+        raise TypeError(f"mesh: expected a 1-D jax.sharding.Mesh (data_mesh()), got {mesh!r:.80}")
+    return mesh
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Rows split over the mesh: an array ``(B, ...)`` holds ``B / D`` rows per device."""
+    return NamedSharding(_check_mesh(mesh), PartitionSpec(mesh.axis_names[0]))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """A full copy on every device of the mesh."""
+    return NamedSharding(_check_mesh(mesh), PartitionSpec())
+
+
+def shard_batch(mesh: Mesh, *arrays) -> tuple[jax.Array, ...]:
+    """Place each array ``(B, ...)`` split by rows over the mesh (B a multiple of its size)."""
+    size = _check_mesh(mesh).size
+    out = []
+    for i, a in enumerate(arrays):
+        if np.ndim(a) == 0 or np.shape(a)[0] % size:
+            raise ValueError(
+                f"arrays[{i}]: expected a leading (batch) axis divisible by the mesh size {size}, "
+                f"got shape {np.shape(a)}"
+            )
+        out.append(jax.device_put(a, batch_sharding(mesh)))
+    return tuple(out)
+
+
+def replicate(mesh: Mesh, tree: Any) -> Any:
+    """Every array leaf of ``tree`` (params, optimizer state) copied to every device of the mesh."""
+    return jax.device_put(tree, replicated(mesh))
