@@ -26,16 +26,16 @@ from jmlp.forward import loss as loss
 from jmlp.gradient_check import gradcheck as gradcheck
 from jmlp.init import init_params as init_params
 from jmlp.losses import LOSSES as LOSSES
+from jmlp.metrics import accuracy as accuracy
+from jmlp.metrics import error_rate as error_rate
+from jmlp.metrics import predict as predict
+from jmlp.metrics import predict_proba as predict_proba
+from jmlp.metrics import r2_score as r2_score
 from jmlp.parallel import data_mesh as data_mesh
 from jmlp.per_example import per_example_grad_norms as per_example_grad_norms
 from jmlp.per_example import per_example_grads as per_example_grads
 from jmlp.train import FitResult as FitResult
 from jmlp.train import NonFiniteLossError as NonFiniteLossError
-from jmlp.train import accuracy as accuracy
-from jmlp.train import error_rate as error_rate
 from jmlp.train import fit as fit
-from jmlp.train import predict as predict
-from jmlp.train import predict_proba as predict_proba
-from jmlp.train import r2_score as r2_score
 
 __version__ = "0.1.0"

@@ -39,7 +39,8 @@ from jmlp.forward import MLP, loss
 from jmlp.gradient_check import gradcheck
 from jmlp.init import init_params
 from jmlp.losses import CLASSIFICATION, LOSSES
-from jmlp.train import accuracy, fit, predict, r2_score
+from jmlp.metrics import accuracy, predict, r2_score
+from jmlp.train import fit
 
 OPTIMIZERS = {
     "adam": optim.adam,

@@ -35,6 +35,12 @@ met: the step's eight big ops (two matmuls with K or N = 5, three batched matmul
 3, three element-wise passes over ``(G, 50, 50)``) already cost ~2x that budget at XLA:CPU's
 speed on these shapes.
 
+Tried again later (same box, 512 members, per member-step): members on the minor axis
+``h (B, n, G)`` with the 50 -> 3 layer as three unrolled multiply-reduce passes and the first
+layer one wide matmul, 6.1-10.6 us against 7.5-10 us for the default (G = 64..256; a profile put
+each XLA:CPU reduction over ``(50, 50, 128)`` at 100-150 us, ~2-3 GFLOP/s); the same unrolled
+multiply-reduce for the output layer inside the transposed layout: 1.9x slower. Neither kept.
+
 XLA:CPU runs a reduction over a tiny minor axis (softmax over 3 classes laid out (G, B, 3)) ~50x
 slower than with the batch minor ((G, 3, B): 10 us vs 480 us for G = 512), and transposes large
 arrays slowly: the transposed layout needs no large transpose and keeps the small axes major in
@@ -53,6 +59,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jmlp.arguments import (
+    check_choice,
+    check_int,
+    check_optimizer,
+    training_arrays,
+    validation_arrays,
+)
 from jmlp.backprop import autodiff, backprop, output_delta
 from jmlp.forward import (
     MLP,
@@ -66,16 +79,8 @@ from jmlp.forward import (
 )
 from jmlp.init import Params, init_params
 from jmlp.losses import CLASSIFICATION
-from jmlp.train import (
-    _batches,
-    _check_choice,
-    _check_int,
-    _check_optimizer,
-    _decide,
-    _history_keys,
-    _prepare,
-    _val_metrics,
-)
+from jmlp.metrics import decide, validation_metrics
+from jmlp.train import epoch_batches, history_names
 
 Array = jax.Array
 OptimizerFn = Callable[[dict[str, Array]], optax.GradientTransformation]
@@ -247,8 +252,8 @@ def _epoch_indices(n: int, batch: int | None, keys, epoch: Array, shared: bool):
     """``(idx, w)``: ``(S, B)`` (shared) or ``(S, G, B)`` step indices and the 0/1 weights of
     the padded last step (or None), drawn exactly as :func:`jmlp.fit` draws them."""
     if shared:
-        return _batches(n, batch, keys, epoch)
-    idx, w = jax.vmap(lambda k: _batches(n, batch, k, epoch))(keys)
+        return epoch_batches(n, batch, keys, epoch)
+    idx, w = jax.vmap(lambda k: epoch_batches(n, batch, k, epoch))(keys)
     return jnp.swapaxes(idx, 0, 1), None if w is None else w[0]
 
 
@@ -284,7 +289,8 @@ def _train_block(net, make_opt, gradient, shared, batch, epochs, data, block) ->
             carry, values = jax.lax.scan(step, carry, _epoch_indices(n, batch, keys, e, shared))
         metrics = [_epoch_loss(net, values, n, batch or n)]
         if val is not None:
-            metrics += list(jax.vmap(lambda p: jnp.stack(_val_metrics(net, p, val)))(carry[0]).T)
+            per_member = jax.vmap(lambda p: jnp.stack(validation_metrics(net, p, val)))
+            metrics += list(per_member(carry[0]).T)
         return carry, jnp.stack(metrics)
 
     state = jax.vmap(lambda h, p: make_opt(h).init(p))(hparams, params)
@@ -359,13 +365,13 @@ def _check_keys(key, n: int, full: bool) -> bool:
 def _check_optimizer_arg(optimizer, hparams: dict[str, Array]) -> None:
     """A GradientTransformation, or a function of one member's hparams returning one."""
     if callable(getattr(optimizer, "update", None)):
-        return _check_optimizer(optimizer)
+        return check_optimizer(optimizer)
     if not callable(optimizer):
         raise TypeError(
             "optimizer: expected an optax.GradientTransformation or a function hparams -> "
             f"GradientTransformation, got {type(optimizer).__name__}"
         )
-    _check_optimizer(optimizer({k: v[0] for k, v in hparams.items()}))
+    check_optimizer(optimizer({k: v[0] for k, v in hparams.items()}))
 
 
 def _pad(tree, n: int, padded: int):
@@ -422,20 +428,14 @@ def fit_many(
     if not isinstance(net, MLP):
         raise TypeError(f"net: expected a jmlp.MLP, got {type(net).__name__}")
     n = _n_members(net, params)
-    _check_int("epochs", epochs, 1)
-    _check_int("block_size", block_size, 1)
-    _check_choice("gradient", gradient, ("backprop", "autodiff"))
+    check_int("epochs", epochs, 1)
+    check_int("block_size", block_size, 1)
+    check_choice("gradient", gradient, ("backprop", "autodiff"))
     first = member(params, 0)
-    xb, t = _prepare(net, first, x, y, ("x", "y"))
-    val = None
-    if validation is not None:
-        if not isinstance(validation, (tuple, list)) or len(validation) != 2:
-            raise TypeError(
-                f"validation: expected a pair (x_val, y_val), got {type(validation).__name__}"
-            )
-        val = _prepare(net, first, *validation, ("validation[0] (x_val)", "validation[1] (y_val)"))
+    xb, t = training_arrays(net, first, x, y, ("x", "y"))
+    val = validation_arrays(net, first, validation)
     if batch_size is not None:
-        _check_int("batch_size", batch_size, 1, xb.shape[0])
+        check_int("batch_size", batch_size, 1, xb.shape[0])
     batch = None if batch_size in (None, xb.shape[0]) else batch_size
     shared = _check_keys(key, n, batch is None)
     dtype = xb.dtype
@@ -452,7 +452,7 @@ def fit_many(
     data = (xb, t, val, key if shared and batch is not None else None)
     out_params, state, history = run(data, members)
     history = np.asarray(history)[:, :, :n]  # (epochs, K, N): one transfer
-    names = _history_keys(net, validation, "stop")
+    names = history_names(net, validation, "stop")
     trim = partial(jax.tree.map, lambda a: a[:n])
     return EnsembleResult(
         trim(out_params), trim(state), {k: history[:, i].T for i, k in enumerate(names)}
@@ -480,7 +480,7 @@ def ensemble_predict(net: MLP, params: Params, x) -> Array:
     proba = ensemble_predict_proba(net, params, x)
     if net.loss not in CLASSIFICATION:
         return proba
-    d = _decide(net, jnp.atleast_2d(proba))
+    d = decide(net, jnp.atleast_2d(proba))
     return d[0] if jnp.ndim(x) == 1 else d
 
 

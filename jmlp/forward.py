@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jmlp.activations import ACTIVATIONS, OUTPUT_ONLY, PARAMETER, Activation, get_activation
-from jmlp.init import Params, _check_sizes
+from jmlp.init import Params, check_sizes
 from jmlp.losses import CLASSIFICATION, FUSED, LOSSES, FusedLoss, Loss, get_loss
 
 Array = jax.Array
@@ -51,7 +51,7 @@ class MLP:
     precision: str | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "sizes", _check_sizes(self.sizes))
+        object.__setattr__(self, "sizes", check_sizes(self.sizes))
         if isinstance(self.activation, list):
             object.__setattr__(self, "activation", tuple(self.activation))
         n_hidden = len(self.sizes) - 2

@@ -65,7 +65,7 @@ def init_params(
 
     **Returns:** ``[{"W": (n_{l-1}, n_l), "b": (n_l,)} for l = 1..L]``.
     """
-    sizes = _check_sizes(sizes)
+    sizes = check_sizes(sizes)
     if weight_init not in WEIGHT_INITS:
         raise ValueError(f"weight_init: unknown scheme {weight_init!r}; known: {WEIGHT_INITS}")
     if not jnp.issubdtype(dtype, jnp.floating):
@@ -82,7 +82,7 @@ def init_params(
     return params
 
 
-def _check_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
+def check_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
     if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
         raise TypeError(f"sizes: expected a sequence of positive ints, got {sizes!r}")
     sizes = tuple(sizes)

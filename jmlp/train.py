@@ -1,4 +1,4 @@
-"""Training: ``fit`` runs each epoch as one compiled ``lax.scan``; prediction and metrics.
+"""Training: ``fit`` runs each epoch as one compiled ``lax.scan``.
 
 One epoch is one jitted call over the data already on device (passed as arguments):
 
@@ -30,19 +30,19 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jmlp.arguments import (
+    check_choice,
+    check_int,
+    check_number,
+    check_optimizer,
+    training_arrays,
+    validation_arrays,
+)
 from jmlp.backprop import autodiff, backprop
 from jmlp.checkpoint import load_checkpoint, save_checkpoint
-from jmlp.forward import (
-    MLP,
-    as_inputs,
-    as_targets,
-    example_scale,
-    forward,
-    forward_cache,
-    per_example_loss,
-)
+from jmlp.forward import MLP
 from jmlp.init import Params
-from jmlp.losses import CLASSIFICATION
+from jmlp.metrics import validation_metrics, validation_names
 
 Array = jax.Array
 GRADIENTS = {"backprop": backprop, "autodiff": autodiff}
@@ -85,76 +85,6 @@ class NonFiniteLossError(FloatingPointError):
         self.epoch, self.step, self.result = epoch, step, result
 
 
-# ----------------------------------------------------------------------------- predictions
-
-
-def _decide(net: MLP, rows: Array) -> Array:
-    """Class decisions from outputs or targets ``(B, n_out)``: argmax (cross-entropy, hinge with
-    several outputs) -> ``(B,)``; ``> 0.5`` (binary cross-entropy) -> ``(B,)`` if one output else
-    ``(B, n_out)`` (multi-label); sign (hinge, one output) -> ``(B,)`` in {-1, +1}."""
-    if net.loss == "binary_cross_entropy":
-        d = (rows > 0.5).astype(jnp.int32)
-        return d[:, 0] if rows.shape[-1] == 1 else d
-    if net.loss == "hinge" and rows.shape[-1] == 1:
-        return jnp.where(rows[:, 0] >= 0, 1, -1).astype(jnp.int32)
-    return jnp.argmax(rows, axis=-1).astype(jnp.int32)
-
-
-def _accuracy_rows(net: MLP, out: Array, t: Array) -> Array:
-    return jnp.mean((_decide(net, out) == _decide(net, t)).astype(out.dtype))
-
-
-def _r2_rows(out: Array, t: Array) -> Array:
-    ss_res = jnp.sum((t - out) ** 2)
-    return 1 - ss_res / jnp.sum((t - jnp.mean(t, axis=0, keepdims=True)) ** 2)
-
-
-def predict_proba(net: MLP, params: Params, x) -> Array:
-    """The network output ``h^L``, ``(B, n_out)`` for ``x (B, n_in)``: class probabilities for
-    softmax / sigmoid outputs, scores for hinge, values for regression."""
-    return forward(net, params, x)
-
-
-def predict(net: MLP, params: Params, x) -> Array:
-    """Predictions for ``x (B, n_in)`` (or ``(n_in,)``). Classifiers give int32 labels ``(B,)``:
-    ``argmax_k h^L_k`` (cross-entropy; hinge with several outputs), ``h^L > 0.5`` (binary
-    cross-entropy; ``(B, n_out)`` multi-label if several outputs), ``sign(h^L)`` in {-1, +1}
-    (hinge, one output). Regression: the outputs ``h^L``."""
-    out = forward(net, params, x)
-    if net.loss not in CLASSIFICATION:
-        return out
-    d = _decide(net, jnp.atleast_2d(out))
-    return d[0] if jnp.ndim(x) == 1 else d
-
-
-def _rows(net: MLP, params: Params, x, y, name: str) -> tuple[Array, Array]:
-    if net.loss not in CLASSIFICATION and name != "r2_score":
-        raise ValueError(
-            f"net: {name} needs a classification loss {CLASSIFICATION}, got {net.loss!r}"
-        )
-    xb = as_inputs(net, params, x)
-    t = as_targets(net, y, jnp.shape(xb), xb.dtype)
-    return forward(net, params, xb), t
-
-
-def accuracy(net: MLP, params: Params, x, y) -> Array:
-    """Fraction of examples whose :func:`predict` equals the label; ``y`` integer labels ``(B,)``
-    or target rows ``(B, n_out)`` (decided by the same rule). Multi-label: over all entries."""
-    return _accuracy_rows(net, *_rows(net, params, x, y, "accuracy"))
-
-
-def error_rate(net: MLP, params: Params, x, y) -> Array:
-    """``1 - accuracy``: document 003's ``mean(prediction != t)``."""
-    return 1 - accuracy(net, params, x, y)
-
-
-def r2_score(net: MLP, params: Params, x, y) -> Array:
-    """Coefficient of determination over all outputs, ``y (B, n_out)``:
-    ``1 - sum (t - h^L)^2 / sum (t - mean_n t)^2`` (column means; scikit-learn's
-    ``r2_score(..., multioutput="variance_weighted")``)."""
-    return _r2_rows(*_rows(net, params, x, y, "r2_score"))
-
-
 # ----------------------------------------------------------------------------- one epoch
 
 
@@ -164,30 +94,17 @@ def _all_finite(tree: Any) -> Array:
 
 
 @partial(jax.jit, static_argnums=(0, 1))
-def _batches(n: int, batch: int, key: Array, epoch: Array) -> tuple[Array, Array | None]:
+def epoch_batches(n: int, batch: int, key: Array, epoch: Array) -> tuple[Array, Array | None]:
     """Indices ``(S, B)`` of the epoch's ``S = ceil(n / B)`` steps, from
     ``permutation(fold_in(key, epoch), n)`` padded with index 0, and the 0/1 weights of the
-    padded last step (None if B divides n). Compiled apart from the epoch: once per (n, B)."""
+    padded last step (None if B divides n). Compiled apart from the epoch: once per (n, B).
+    The data order of :func:`fit`; ``fit_many`` draws its members' orders with it too."""
     steps = -(-n // batch)
     perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
     pad = steps * batch - n
     idx = jnp.concatenate([perm, jnp.zeros(pad, perm.dtype)]).reshape(steps, batch)
     mask = None if pad == 0 else (jnp.arange(steps * batch) < n).reshape(steps, batch)
     return idx, mask
-
-
-def _val_metrics(net: MLP, params: Params, val: tuple[Array, Array] | None) -> list[Array]:
-    """[val_loss, accuracy, error] (classifiers) or [val_loss, r2]; val_loss without L2."""
-    if val is None:
-        return []
-    x, t = val
-    cache = forward_cache(net, params, x)
-    scale = example_scale(net, x.shape[0], None, x.dtype)
-    value = jnp.sum(scale * per_example_loss(net, cache, t))
-    if net.loss in CLASSIFICATION:
-        acc = _accuracy_rows(net, cache.h[-1], t)
-        return [value, acc, 1 - acc]
-    return [value, _r2_rows(cache.h[-1], t)]
 
 
 def _step_fn(net, optimizer, grad_fn, x, t, l2, mode: str, split=None) -> Callable:
@@ -235,7 +152,9 @@ def _epoch(net, optimizer, grad_fn, mode, split, params, opt_state, x, t, idx, w
     else:
         loss = jnp.sum(jnp.where(oks, values, 0))
     first_bad = jnp.where(jnp.all(oks), -1, jnp.argmin(oks))
-    metrics = [loss, jnp.sum(~oks), first_bad] + _val_metrics(net, params, val)
+    metrics = [loss, jnp.sum(~oks), first_bad]
+    if val is not None:
+        metrics += validation_metrics(net, params, val)
     return params, opt_state, jnp.stack([jnp.asarray(m, x.dtype) for m in metrics])
 
 
@@ -258,75 +177,19 @@ def _epoch_function(net, optimizer, gradient, mesh, mode: str) -> Callable:
 # ----------------------------------------------------------------------------- input checks
 
 
-def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not ok or value < low or (high is not None and value > high):
-        span = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name}: expected an int {span}, got {value!r}")
-
-
-def _check_choice(name: str, value: Any, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}: expected one of {tuple(choices)}, got {value!r}")
-
-
-def _check_number(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value >= 0:
-        raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
-
-
-def _check_optimizer(optimizer: Any) -> None:
-    if not (
-        callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))
-    ):
-        raise TypeError(
-            "optimizer: expected an optax.GradientTransformation (init and update callables), "
-            f"got {type(optimizer).__name__}"
-        )
-
-
-@jax.jit
-def _count_non_finite(a: Array) -> Array:
-    return jnp.sum(~jnp.isfinite(a))
-
-
-def _prepare(net: MLP, params: Params, x, y, names: tuple[str, str]) -> tuple[Array, Array]:
-    """Checked ``x (N, n_in)`` and target rows ``t (N, n_out)``, on device, in params' dtype."""
-    try:
-        x, y = jnp.asarray(x), jnp.asarray(y)
-        if x.ndim != 2:
-            raise ValueError(f"x: expected shape (N, {net.sizes[0]}), got {x.shape}")
-        xb = as_inputs(net, params, x)
-        t = as_targets(net, y, xb.shape, xb.dtype)
-    except (ValueError, TypeError) as err:
-        message = str(err)
-        for old, new in (("x:", names[0] + ":"), ("y:", names[1] + ":")):
-            message = new + message[len(old) :] if message.startswith(old) else message
-        raise type(err)(message) from None
-    if xb.shape[0] == 0:
-        raise ValueError(f"{names[0]}: expected at least one example, got shape {xb.shape}")
-    for name, a in zip(names, (xb, t)):
-        if count := int(_count_non_finite(a)):
-            raise ValueError(f"{name}: contains {count} NaN/inf values")
-    return xb, t
-
-
 def _check_settings(net, optimizer, epochs, gradient, nan_policy, opts: dict) -> None:
     if not isinstance(net, MLP):
         raise TypeError(f"net: expected a jmlp.MLP, got {type(net).__name__}")
-    _check_optimizer(optimizer)
-    _check_int("epochs", epochs, 1)
-    _check_choice("gradient", gradient, GRADIENTS)
-    _check_choice("nan_policy", nan_policy, NAN_POLICIES)
-    _check_number("l2", opts["l2"])
+    check_optimizer(optimizer)
+    check_int("epochs", epochs, 1)
+    check_choice("gradient", gradient, GRADIENTS)
+    check_choice("nan_policy", nan_policy, NAN_POLICIES)
+    check_number("l2", opts["l2"])
     if opts["tol"] is not None:
-        _check_number("tol", opts["tol"])
-    v = opts["validation"]
-    if v is not None and (not isinstance(v, (tuple, list)) or len(v) != 2):
-        raise TypeError(f"validation: expected a pair (x_val, y_val), got {type(v).__name__}")
+        check_number("tol", opts["tol"])
     if opts["patience"] is not None:
-        _check_int("patience", opts["patience"], 1)
-        if v is None:
+        check_int("patience", opts["patience"], 1)
+        if opts["validation"] is None:
             raise ValueError("patience: early stopping needs validation=(x_val, y_val)")
     if opts["callback"] is not None and not callable(opts["callback"]):
         raise TypeError(f"callback: expected a callable, got {type(opts['callback']).__name__}")
@@ -336,7 +199,7 @@ def _check_settings(net, optimizer, epochs, gradient, nan_policy, opts: dict) ->
 def _check_batch_key(batch_size: int | None, n: int, key: Any) -> bool:
     """Check ``batch_size`` against N and the key; True for one full batch (no shuffle)."""
     if batch_size is not None:
-        _check_int("batch_size", batch_size, 1, n)
+        check_int("batch_size", batch_size, 1, n)
     full = batch_size is None or batch_size == n
     if key is None and not full:
         raise TypeError(
@@ -372,7 +235,7 @@ def _replicated_batches(batches: Callable, where: NamedSharding, epoch: int) -> 
 def _check_checkpointing(opts: dict) -> None:
     path, every = opts["checkpoint_path"], opts["checkpoint_every"]
     if every is not None:
-        _check_int("checkpoint_every", every, 1)
+        check_int("checkpoint_every", every, 1)
     if path is None and (every is not None or opts["resume"]):
         raise ValueError("checkpoint_path: needed by checkpoint_every / resume=True, got None")
     if path is not None and not Path(path).parent.is_dir():
@@ -382,13 +245,10 @@ def _check_checkpointing(opts: dict) -> None:
 # ----------------------------------------------------------------------------- the loop
 
 
-def _history_keys(net: MLP, validation: Any, nan_policy: str) -> list[str]:
-    keys = ["loss"]
-    if validation is not None:
-        keys += ["val_loss"] + (
-            ["val_accuracy", "val_error"] if net.loss in CLASSIFICATION else ["val_r2"]
-        )
-    return keys + (["skipped"] if nan_policy == "skip" else [])
+def history_names(net: MLP, validation: Any, nan_policy: str) -> list[str]:
+    """Keys of :func:`fit`'s history, in the order of the epoch's metric vector."""
+    names = ["loss"] + ([] if validation is None else validation_names(net))
+    return names + (["skipped"] if nan_policy == "skip" else [])
 
 
 def _key_bits(key: Array | None) -> np.ndarray | None:
@@ -575,14 +435,12 @@ def fit(
     opts |= {"callback": callback, "checkpoint_path": checkpoint_path, "resume": resume}
     opts["checkpoint_every"] = checkpoint_every
     _check_settings(net, optimizer, epochs, gradient, nan_policy, opts)
-    x, t = _prepare(net, params, x, y, ("x", "y"))
-    val = None
-    if validation is not None:
-        val = _prepare(net, params, *validation, ("validation[0] (x_val)", "validation[1] (y_val)"))
+    x, t = training_arrays(net, params, x, y, ("x", "y"))
+    val = validation_arrays(net, params, validation)
     full = _check_batch_key(batch_size, x.shape[0], key)
     _check_mesh(mesh, x.shape[0] if full else batch_size)
     params = jax.tree.map(jnp.array, params)  # a copy: "skip" donates its working params
-    opt_state, names = optimizer.init(params), _history_keys(net, validation, nan_policy)
+    opt_state, names = optimizer.init(params), history_names(net, validation, nan_policy)
     history, start = {k: [] for k in names}, 0
     if resume and Path(checkpoint_path).is_file():
         params, opt_state, start, history = _resume(checkpoint_path, params, opt_state, key, names)
@@ -598,7 +456,7 @@ def fit(
         if nan_policy == "skip"
         else (epoch_fn("fast"), partial(epoch_fn, "stop"))
     )
-    batches = None if full else partial(_batches, x.shape[0], batch_size, key)
+    batches = None if full else partial(epoch_batches, x.shape[0], batch_size, key)
     if mesh is not None and batches is not None:
         batches = partial(_replicated_batches, batches, NamedSharding(mesh, PartitionSpec()))
     data = (x, t, batches, jnp.asarray(l2, x.dtype), val)

@@ -1,5 +1,5 @@
 """jmlp.train: fit against hand-written loops, stopping rules, determinism, checkpoints, NaN
-handling, input checks, metrics, and document 001's and 003's experiments."""
+handling, input checks, and document 001's and 003's experiments."""
 
 import dataclasses
 import itertools
@@ -374,39 +374,6 @@ def test_progress_bar_shows_the_loss(capsys):
     fit(CLS, cls_params(), SGD, X, Y, epochs=2, progress=True)
     err = capsys.readouterr().err
     assert "2/2" in err and "loss=" in err
-
-
-@pytest.mark.parametrize(
-    ("loss", "out_act", "outputs", "expected"),
-    [
-        ("cross_entropy", "softmax", [[0.1, 0.7, 0.2], [0.5, 0.3, 0.2]], [1, 0]),
-        ("binary_cross_entropy", "sigmoid", [[0.7], [0.3]], [1, 0]),
-        ("hinge", "identity", [[0.4], [-2.0]], [1, -1]),
-    ],
-)
-def test_predict_and_accuracy(loss, out_act, outputs, expected):
-    """A one-layer net with W = 0 and b chosen so that the output is ``outputs`` per example:
-    x is one-hot per example, W holds the pre-activation rows."""
-    n_out = len(outputs[0])
-    inv = {"softmax": np.log, "sigmoid": lambda p: np.log(p) - np.log1p(-np.asarray(p))}
-    z = inv.get(out_act, np.asarray)(np.asarray(outputs))
-    net = jmlp.MLP((2, n_out), (), out_act, loss)
-    params = [{"W": jnp.asarray(z), "b": jnp.zeros(n_out)}]
-    x = np.eye(2)
-    np.testing.assert_array_equal(train.predict(net, params, x), expected)
-    np.testing.assert_allclose(train.predict_proba(net, params, x), outputs, rtol=1e-12)
-    y = np.asarray([expected[0], expected[0]])  # right on the first example only
-    np.testing.assert_allclose(train.accuracy(net, params, x, y), 0.5, rtol=1e-15)
-    np.testing.assert_allclose(train.error_rate(net, params, x, y), 0.5, rtol=1e-15)
-
-
-def test_r2_score_against_sklearn():
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(20, 3)), rng.normal(size=(20, 2)) * [1.0, 5.0]
-    params = np_params(REG.sizes)
-    y_hat = np.asarray(train.predict(REG, params, x))
-    expected = sk_r2_score(y, y_hat, multioutput="variance_weighted")
-    np.testing.assert_allclose(train.r2_score(REG, params, x, y), expected, rtol=1e-12)
 
 
 # --- document 003's experiment -------------------------------------------------------------------

@@ -1,0 +1,105 @@
+"""Predictions and metrics: class decisions, accuracy, error rate, R², validation metrics."""
+
+import jax
+import jax.numpy as jnp
+
+from jmlp.forward import (
+    MLP,
+    as_inputs,
+    as_targets,
+    example_scale,
+    forward,
+    forward_cache,
+    per_example_loss,
+)
+from jmlp.init import Params
+from jmlp.losses import CLASSIFICATION
+
+Array = jax.Array
+
+
+def decide(net: MLP, rows: Array) -> Array:
+    """Class decisions from outputs or targets ``(B, n_out)``: argmax (cross-entropy, hinge with
+    several outputs) -> ``(B,)``; ``> 0.5`` (binary cross-entropy) -> ``(B,)`` if one output else
+    ``(B, n_out)`` (multi-label); sign (hinge, one output) -> ``(B,)`` in {-1, +1}."""
+    if net.loss == "binary_cross_entropy":
+        d = (rows > 0.5).astype(jnp.int32)
+        return d[:, 0] if rows.shape[-1] == 1 else d
+    if net.loss == "hinge" and rows.shape[-1] == 1:
+        return jnp.where(rows[:, 0] >= 0, 1, -1).astype(jnp.int32)
+    return jnp.argmax(rows, axis=-1).astype(jnp.int32)
+
+
+def _accuracy_rows(net: MLP, out: Array, t: Array) -> Array:
+    return jnp.mean((decide(net, out) == decide(net, t)).astype(out.dtype))
+
+
+def _r2_rows(out: Array, t: Array) -> Array:
+    ss_res = jnp.sum((t - out) ** 2)
+    return 1 - ss_res / jnp.sum((t - jnp.mean(t, axis=0, keepdims=True)) ** 2)
+
+
+def predict_proba(net: MLP, params: Params, x) -> Array:
+    """The network output ``h^L``, ``(B, n_out)`` for ``x (B, n_in)``: class probabilities for
+    softmax / sigmoid outputs, scores for hinge, values for regression."""
+    return forward(net, params, x)
+
+
+def predict(net: MLP, params: Params, x) -> Array:
+    """Predictions for ``x (B, n_in)`` (or ``(n_in,)``). Classifiers give int32 labels ``(B,)``:
+    ``argmax_k h^L_k`` (cross-entropy; hinge with several outputs), ``h^L > 0.5`` (binary
+    cross-entropy; ``(B, n_out)`` multi-label if several outputs), ``sign(h^L)`` in {-1, +1}
+    (hinge, one output). Regression: the outputs ``h^L``."""
+    out = forward(net, params, x)
+    if net.loss not in CLASSIFICATION:
+        return out
+    d = decide(net, jnp.atleast_2d(out))
+    return d[0] if jnp.ndim(x) == 1 else d
+
+
+def _rows(net: MLP, params: Params, x, y, name: str) -> tuple[Array, Array]:
+    if net.loss not in CLASSIFICATION and name != "r2_score":
+        raise ValueError(
+            f"net: {name} needs a classification loss {CLASSIFICATION}, got {net.loss!r}"
+        )
+    xb = as_inputs(net, params, x)
+    t = as_targets(net, y, jnp.shape(xb), xb.dtype)
+    return forward(net, params, xb), t
+
+
+def accuracy(net: MLP, params: Params, x, y) -> Array:
+    """Fraction of examples whose :func:`predict` equals the label; ``y`` integer labels ``(B,)``
+    or target rows ``(B, n_out)`` (decided by the same rule). Multi-label: over all entries."""
+    return _accuracy_rows(net, *_rows(net, params, x, y, "accuracy"))
+
+
+def error_rate(net: MLP, params: Params, x, y) -> Array:
+    """``1 - accuracy``: document 003's ``mean(prediction != t)``."""
+    return 1 - accuracy(net, params, x, y)
+
+
+def r2_score(net: MLP, params: Params, x, y) -> Array:
+    """Coefficient of determination over all outputs, ``y (B, n_out)``:
+    ``1 - sum (t - h^L)^2 / sum (t - mean_n t)^2`` (column means; scikit-learn's
+    ``r2_score(..., multioutput="variance_weighted")``)."""
+    return _r2_rows(*_rows(net, params, x, y, "r2_score"))
+
+
+def validation_names(net: MLP) -> list[str]:
+    """Names of :func:`validation_metrics`' values, in order."""
+    return ["val_loss"] + (
+        ["val_accuracy", "val_error"] if net.loss in CLASSIFICATION else ["val_r2"]
+    )
+
+
+def validation_metrics(net: MLP, params: Params, val: tuple[Array, Array]) -> list[Array]:
+    """``[val_loss, accuracy, error]`` (classifiers) or ``[val_loss, r2]`` on checked arrays
+    ``val = (x (N, n_in), t (N, n_out))``; ``val_loss`` without L2. Traceable (jit, vmap)."""
+    x, t = val
+    cache = forward_cache(net, params, x)
+    scale = example_scale(net, x.shape[0], None, x.dtype)
+    value = jnp.sum(scale * per_example_loss(net, cache, t))
+    if net.loss in CLASSIFICATION:
+        acc = _accuracy_rows(net, cache.h[-1], t)
+        return [value, acc, 1 - acc]
+    return [value, _r2_rows(cache.h[-1], t)]

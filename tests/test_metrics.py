@@ -1,0 +1,87 @@
+"""jmlp.metrics: predictions and metrics against hand-set outputs, scikit-learn and the loss."""
+
+import itertools
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.metrics import r2_score as sk_r2_score
+
+import jmlp
+from jmlp.metrics import validation_metrics, validation_names
+
+
+def params_of(rng, sizes):
+    return [
+        {"W": jnp.asarray(rng.normal(size=(i, o)) / i**0.5), "b": jnp.asarray(rng.normal(size=o))}
+        for i, o in itertools.pairwise(sizes)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("loss", "out_act", "outputs", "expected"),
+    [
+        ("cross_entropy", "softmax", [[0.1, 0.7, 0.2], [0.5, 0.3, 0.2]], [1, 0]),
+        ("binary_cross_entropy", "sigmoid", [[0.7], [0.3]], [1, 0]),
+        ("binary_cross_entropy", "sigmoid", [[0.7, 0.2], [0.3, 0.9]], [[1, 0], [0, 1]]),
+        ("hinge", "identity", [[0.4], [-2.0]], [1, -1]),
+    ],
+)
+def test_predict_and_accuracy(loss, out_act, outputs, expected):
+    """A one-layer net with b = 0 and W chosen so that the output is ``outputs`` per example:
+    x is one-hot per example, W holds the pre-activation rows."""
+    n_out = len(outputs[0])
+    inv = {"softmax": np.log, "sigmoid": lambda p: np.log(p) - np.log1p(-np.asarray(p))}
+    z = inv.get(out_act, np.asarray)(np.asarray(outputs))
+    net = jmlp.MLP((2, n_out), (), out_act, loss)
+    params = [{"W": jnp.asarray(z), "b": jnp.zeros(n_out)}]
+    x = np.eye(2)
+    np.testing.assert_array_equal(jmlp.predict(net, params, x), expected)
+    np.testing.assert_array_equal(jmlp.predict(net, params, x[1]), expected[1])
+    np.testing.assert_allclose(jmlp.predict_proba(net, params, x), outputs, rtol=1e-12)
+    y = np.asarray([expected[0], expected[0]])  # right on the first example only
+    y = y.astype(float) if y.ndim == 2 else y  # multi-label targets are rows
+    np.testing.assert_allclose(jmlp.accuracy(net, params, x, y), 0.5, rtol=1e-15)
+    np.testing.assert_allclose(jmlp.error_rate(net, params, x, y), 0.5, rtol=1e-15)
+
+
+def test_r2_score_against_sklearn():
+    rng = np.random.default_rng(0)
+    net = jmlp.MLP((3, 8, 2), "tanh", "identity", "mse")
+    x, y = rng.normal(size=(20, 3)), rng.normal(size=(20, 2)) * [1.0, 5.0]
+    params = params_of(rng, net.sizes)
+    y_hat = np.asarray(jmlp.predict(net, params, x))
+    expected = sk_r2_score(y, y_hat, multioutput="variance_weighted")
+    np.testing.assert_allclose(jmlp.r2_score(net, params, x, y), expected, rtol=1e-12)
+
+
+def test_accuracy_needs_a_classifier():
+    net = jmlp.MLP((3, 2), (), "identity", "mse")
+    params = params_of(np.random.default_rng(0), net.sizes)
+    with pytest.raises(ValueError, match="net: accuracy needs a classification loss"):
+        jmlp.accuracy(net, params, np.zeros((2, 3)), np.zeros((2, 2)))
+
+
+@pytest.mark.parametrize(
+    ("net", "metric"),
+    [
+        (jmlp.MLP((3, 8, 4), "tanh", "softmax", "cross_entropy"), jmlp.accuracy),
+        (jmlp.MLP((3, 8, 2), "relu", "identity", "mse"), jmlp.r2_score),
+    ],
+)
+def test_validation_metrics_equal_the_public_ones(net, metric):
+    """``validation_metrics`` on target rows = [jmlp.loss, accuracy, error] or [jmlp.loss, r2]."""
+    rng = np.random.default_rng(1)
+    params = params_of(rng, net.sizes)
+    x = jnp.asarray(rng.normal(size=(16, 3)))
+    if net.loss == "cross_entropy":
+        y = rng.integers(0, 4, size=16)
+        t = jnp.eye(4)[y]
+    else:
+        y = t = jnp.asarray(rng.normal(size=(16, 2)))
+    values = validation_metrics(net, params, (x, t))
+    assert len(values) == len(validation_names(net))
+    expected = [jmlp.loss(net, params, x, y), metric(net, params, x, y)]
+    if net.loss == "cross_entropy":
+        expected.append(1 - expected[1])
+    np.testing.assert_allclose(values, expected, rtol=1e-12)
