@@ -23,8 +23,14 @@ plain ``jax.vmap`` of the whole training run (member-major)       5.98 s   0.36
 ``fit_many(gradient="autodiff")``, shared batch, blocks of 128    3.44 s   0.21
 ensemble pass, transposed, one block of 512                       3.35 s   0.20
 ensemble pass, transposed, blocks of 256 / 64                     2.8 / 2.6 s
-ensemble pass, transposed, blocks of 128 (the default)            2.31 s   0.14
+ensemble pass, transposed, blocks of 128                          2.31 s   0.14
 ==============================================================  ========  ===========
+
+Later, the same 512 members timed in one process, alternating, against one ``jmlp.fit`` of
+46-49 ms: the ensemble pass as above, 3.63 s (0.154); with ``W^T`` kept a real array by an
+optimization barrier (the default now), 2.41-2.59 s (0.102-0.105). Without the barrier XLA
+folds the transpose into the matmul ``W^T h``, which then contracts over a non-minor axis of
+``W`` on a slower path (287 us against 58-85 us per step of a block of 128, profiled).
 
 Ideas tried on the way (512 members, wall seconds under load): member-major hand-written
 einsums ``(N, B, H)``: no better than ``vmap`` (~6.7 s); members on the minor axis ``(B, H, N)``
@@ -32,14 +38,20 @@ with element-wise contractions: 4 to 18 s (XLA:CPU's reductions over the batch a
 transposes it adds for batched dots dominated); the first layer as ``n_0`` broadcast multiply-adds
 instead of a ``K = 5`` matmul: 9% faster, not kept. The target (1/16 of one model's cost) is not
 met: the step's eight big ops (two matmuls with K or N = 5, three batched matmuls with a side of
-3, three element-wise passes over ``(G, 50, 50)``) already cost ~2x that budget at XLA:CPU's
-speed on these shapes.
+3, three element-wise passes over ``(G, 50, 50)``) already cost more than that budget at
+XLA:CPU's speed on these shapes.
 
 Tried again later (same box, 512 members, per member-step): members on the minor axis
 ``h (B, n, G)`` with the 50 -> 3 layer as three unrolled multiply-reduce passes and the first
-layer one wide matmul, 6.1-10.6 us against 7.5-10 us for the default (G = 64..256; a profile put
-each XLA:CPU reduction over ``(50, 50, 128)`` at 100-150 us, ~2-3 GFLOP/s); the same unrolled
-multiply-reduce for the output layer inside the transposed layout: 1.9x slower. Neither kept.
+layer one wide matmul, 6.1-10.6 us against 7.5-10 us for the ensemble pass without the barrier
+(G = 64..256; a profile put each XLA:CPU reduction over ``(50, 50, 128)`` at 100-150 us); with
+the barrier, against 2.41-2.59 s in the same process: ``W`` untransposed for the backward
+matmuls, 2.61-2.78 s; every contraction over K <= 8 entries (the first layer, ``W delta`` into
+3 outputs) as K fused multiply-adds, 3.00 s (XLA fused the softmax delta and ``z^1`` back into
+the ``(G, 50, 50)`` loop and recomputed them per element). None kept. At 0.10 the target is
+still 1.6x away; the profile's largest items are the two wide K = 5 matmuls of layer 1
+(150-170 us each per block step), the batched output-layer matmuls (60-150 us) and the loss
+sum over rows ``(B, G, 3)`` (100 us).
 
 XLA:CPU runs a reduction over a tiny minor axis (softmax over 3 classes laid out (G, B, 3)) ~50x
 slower than with the batch minor ((G, 3, B): 10 us vs 480 us for G = 512), and transposes large
@@ -199,7 +211,9 @@ def _backward_t(net: MLP, Wt: list[Array], cache: Cache, t: Array, scale: Array)
 
 def _backprop_block(net: MLP, params: Params, x: Array, t: Array, l2: Array, weights) -> tuple:
     """:func:`backprop_many` on checked arrays: ``x (B, n_0)``, ``t (B, n_L)``, ``l2 (G,)``."""
-    Wt = [jnp.swapaxes(p["W"], 1, 2) for p in params]
+    # The barrier keeps W^T a real array: without it XLA folds the transpose into the matmuls
+    # and runs W^T h with a non-minor contraction on a slower path (1.5x the step time).
+    Wt = jax.lax.optimization_barrier([jnp.swapaxes(p["W"], 1, 2) for p in params])
     x_t = x.T
     cache = _forward_t(net, Wt, [p["b"] for p in params], x_t)
     scale = example_scale(net, x.shape[0], weights, x.dtype)
