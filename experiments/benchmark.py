@@ -13,8 +13,9 @@
    block sizes. Target: 512 members at <= 1/16 of one model's cost each.
 5. per_example: per-example gradients (hand-written, and their norms) and jax.vmap(jax.grad),
    each over one batch gradient, batch 128 on 784-512-512-10.
-Times are the minimum over --repeats runs after a compiling run. Prints tables; writes
-results.json (with the device and jax version) to --out.
+Times are the minimum over --repeats runs after a compiling run; the runs compared with each
+other are interleaved (one of each per round), so that they see the same load. Prints tables;
+writes results.json (with the device and jax version) to --out.
 """
 
 import itertools
@@ -53,18 +54,19 @@ QUICK = {
 }
 
 
-def best_time(fn, repeats: int, *args, **kwargs) -> float:
-    """Seconds of ``fn(*args, **kwargs)`` (blocked until ready): the minimum over ``repeats``
-    runs after one (compiling) run."""
-    if args or kwargs:
-        return best_time(partial(fn, *args, **kwargs), repeats)
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def best_times(fns: dict, repeats: int) -> dict:
+    """Seconds of each ``fns[name]()`` (blocked until ready): the minimum over ``repeats`` runs
+    after one (compiling) run each. The runs are interleaved (one of each per round), so that
+    the times compared in a ratio see the same load on a shared machine."""
+    for fn in fns.values():
         jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return min(times)
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - start)
+    return {name: min(t) for name, t in times.items()}
 
 
 def problem(sizes, n, seed=0):
@@ -118,10 +120,11 @@ def step_ratio(cfg, repeats):
         c = cfg[name]
         net, params, x, y = problem(c["sizes"], c["n"])
         t, opt = jax.nn.one_hot(y, c["sizes"][-1], dtype=jnp.float32), optax.adam(cfg["lr"])
-        times = {}
+        runs, state = {}, opt.init(params)
         for gradient in ("backprop", "autodiff"):
             run, steps = scan_epoch(net, opt, gradient, jnp.asarray(x), t, c["batch"])
-            times[gradient] = best_time(run, repeats, params, opt.init(params)) / steps
+            runs[gradient] = partial(run, params, state)
+        times = {k: v / steps for k, v in best_times(runs, repeats).items()}
         ratio = times["backprop"] / times["autodiff"]
         rows.append(
             {"net": "-".join(map(str, c["sizes"])), "batch": c["batch"], **times, "ratio": ratio}
@@ -132,8 +135,9 @@ def step_ratio(cfg, repeats):
 # ----------------------------------------------------------------------------- 2. fit rate
 
 
-def matmul_rate(sizes, batch, repeats) -> float:
-    """GFLOP/s of the step's matmuls alone (same shapes), in a jitted scan of 20 rounds."""
+def matmul_rounds(sizes, batch, rounds: int):
+    """A function running the step's matmuls alone (same shapes), ``rounds`` times in a jitted
+    scan."""
     k = jax.random.split(jax.random.key(0), 3 * len(sizes))
     pairs = list(itertools.pairwise(sizes))
     hs = [jax.random.normal(k[i], (batch, i_), jnp.float32) for i, (i_, _) in enumerate(pairs)]
@@ -153,24 +157,26 @@ def matmul_rate(sizes, batch, repeats) -> float:
                     total = total + jnp.sum((d + c) @ w.T)  # delta
             return total * 1e-30, None
 
-        return jax.lax.scan(body, jnp.float32(0), None, length=20)[0]
+        return jax.lax.scan(body, jnp.float32(0), None, length=rounds)[0]
 
-    seconds = best_time(run, repeats, hs, ds, ws) / 20
-    return train_flops(sizes, batch) / seconds / 1e9
+    return partial(run, hs, ds, ws)
 
 
 def fit_rate(cfg, repeats):
     c = cfg["big"]
     net, params, x, y = problem(c["sizes"], c["n"])
     kw = {"epochs": c["epochs"], "batch_size": c["batch"], "key": jax.random.key(1)}
-    opt = optax.adam(cfg["lr"])
-    seconds = best_time(fit_params, repeats, net, params, opt, x, y, **kw)
-    steps = c["epochs"] * -(-c["n"] // c["batch"])
-    gflops = steps * train_flops(c["sizes"], c["batch"]) / seconds / 1e9
-    peak = matmul_rate(c["sizes"], c["batch"], repeats)
+    opt, steps = optax.adam(cfg["lr"]), c["epochs"] * -(-c["n"] // c["batch"])
+    runs = {
+        "fit": partial(fit_params, net, params, opt, x, y, **kw),
+        "matmuls": matmul_rounds(c["sizes"], c["batch"], steps),
+    }
+    times = best_times(runs, repeats)
+    gflops = steps * train_flops(c["sizes"], c["batch"]) / times["fit"] / 1e9
+    peak = steps * train_flops(c["sizes"], c["batch"]) / times["matmuls"] / 1e9
     return {
         "net": "-".join(map(str, c["sizes"])),
-        "samples_per_s": c["epochs"] * c["n"] / seconds,
+        "samples_per_s": c["epochs"] * c["n"] / times["fit"],
         "fit_gflops": gflops,
         "matmul_gflops": peak,
         "fraction": gflops / peak,
@@ -210,9 +216,12 @@ def fit_vs_plain(cfg, repeats):
         net, params, x, y = problem(c["sizes"], c["n"])
         opt, epochs = optax.adam(cfg["lr"]), min(c["epochs"], 20)
         kw = {"epochs": epochs, "batch_size": c["batch"], "key": jax.random.key(1)}
-        fit_s = best_time(fit_params, repeats, net, params, opt, x, y, **kw)
-        loop = plain_loop(net, opt, x, y, c["batch"], epochs)
-        plain_s = best_time(loop, repeats, params)
+        runs = {
+            "fit": partial(fit_params, net, params, opt, x, y, **kw),
+            "plain": partial(plain_loop(net, opt, x, y, c["batch"], epochs), params),
+        }
+        times = best_times(runs, repeats)
+        fit_s, plain_s = times["fit"], times["plain"]
         rows.append(
             {
                 "net": "-".join(map(str, c["sizes"])),
@@ -255,55 +264,39 @@ def ensemble(cfg, repeats):
     opt, key = optax.adam(cfg["lr"]), jax.random.key(1)
     kw = {"epochs": c["epochs"], "batch_size": c["batch"], "key": key}
 
-    def many(stack, **kw):
-        return fit_many(net, opt, x, y, params=stack, **kw).params
+    def many(stack, **options):
+        return fit_many(net, opt, x, y, params=stack, **(kw | options)).params
 
-    one = best_time(fit_params, repeats, net, params, opt, x, y, **kw)
-    rows = [
-        {
-            "method": "jmlp.fit, one model",
-            "members": 1,
-            "block": 1,
-            "seconds": one,
-            "per_model_rel": 1.0,
-        }
-    ]
+    def stack_of(m):
+        return init_many(jax.random.split(jax.random.key(0), m), c["sizes"])
 
-    def add(method, members, block, seconds):
-        rows.append(
-            {
-                "method": method,
-                "members": members,
-                "block": block,
-                "seconds": seconds,
-                "per_model_rel": seconds / members / one,
-            }
-        )
-
+    # (method, members, block) -> run; all interleaved, so every ratio sees the same load
+    runs = {("jmlp.fit, one model", 1, 1): partial(fit_params, net, params, opt, x, y, **kw)}
     for m in cfg["members"]:
-        stack = init_many(jax.random.split(jax.random.key(0), m), c["sizes"])
-        seconds = best_time(many, repeats, stack, **kw)
-        add("fit_many", m, min(m, 128), seconds)
+        runs["fit_many", m, min(m, 128)] = partial(many, stack_of(m))
     m = cfg["members"][-1]
-    stack = init_many(jax.random.split(jax.random.key(0), m), c["sizes"])
     for block in cfg["blocks"]:
         if block != 128:
-            add("fit_many", m, block, best_time(many, repeats, stack, block_size=block, **kw))
-    variants = (
-        ("fit_many autodiff", {"gradient": "autodiff"}),
-        ("fit_many, N data orders", {"key": jax.random.split(key, m)}),
-    )
-    for name, extra in variants if cfg["variants"] else ():
-        add(name, m, 128, best_time(many, max(1, repeats // 2), stack, **(kw | extra)))
+            runs["fit_many", m, block] = partial(many, stack_of(m), block_size=block)
+    if cfg["variants"]:
+        runs["fit_many autodiff", m, 128] = partial(many, stack_of(m), gradient="autodiff")
+        keys = jax.random.split(key, m)
+        runs["fit_many, N data orders", m, 128] = partial(many, stack_of(m), key=keys)
     t = jax.nn.one_hot(y, c["sizes"][-1], dtype=jnp.float32)
     vmapped = plain_vmap_run(net, opt, jnp.asarray(x), t, c["batch"], c["epochs"])
-    add(
-        "plain jax.vmap of the run",
-        m,
-        m,
-        best_time(vmapped, max(1, repeats // 2), stack, key),
-    )
-    return rows
+    runs["plain jax.vmap of the run", m, m] = partial(vmapped, stack_of(m), key)
+    times = best_times(runs, repeats)
+    one = times["jmlp.fit, one model", 1, 1]
+    return [
+        {
+            "method": method,
+            "members": members,
+            "block": block,
+            "seconds": seconds,
+            "per_model_rel": seconds / members / one,
+        }
+        for (method, members, block), seconds in times.items()
+    ]
 
 
 # ----------------------------------------------------------------------------- 5. per-example
@@ -332,7 +325,7 @@ def per_example(cfg, repeats):
     for name in ("small", "big"):
         net, params, x, y = problem(cfg[name]["sizes"], b)
         methods = per_example_methods(net, x, y)
-        times = {k: best_time(f, repeats, params) for k, f in methods.items()}
+        times = best_times({k: partial(f, params) for k, f in methods.items()}, repeats)
         base, label = times["batch gradient (backprop)"], "-".join(map(str, net.sizes))
         rows += [
             {"net": label, "method": k, "batch": b, "seconds": s, "relative": s / base}
