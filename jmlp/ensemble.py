@@ -10,7 +10,7 @@ backward pass* (:func:`backprop_many`) runs the block as one network of ``G`` in
 towers, activations stored transposed, ``h^T (G, n_l, B)`` (batch minor):
 
     layer 1:  z^T = W^T h^0T          one wide matmul (G n_1, n_0) @ (n_0, B), shared inputs
-    layer l:  z^T_g = W_g^T h^T_g     batched matmuls, no transposes
+    layer l:  z^T_g = W_g^T h^T_g     batched matmuls; W^T copied once per step (small)
     backward: delta^{l-1}T_g = sigma'(z^{l-1}T_g) * (W_g delta^lT_g),  dW_g = h_g delta_g^T
 
 Measured (``experiments/benchmark.py``; 512 members of 5-50-3, 400 examples, batch 50, 100
