@@ -390,6 +390,7 @@ def fit(
     resume: bool = False,
     nan_policy: str = "stop",
     mesh: Mesh | None = None,
+    opt_state: Any = None,
 ) -> FitResult:
     """Train ``params`` on ``x (N, n_in)``, ``y`` (rows ``(N, n_out)`` or integer labels ``(N,)``).
 
@@ -422,6 +423,8 @@ def fit(
       input state; one that ends non-finite is replayed from it with per-step checks.)
       ``"skip"``: leave such steps out (as ``optax.apply_if_finite``), count them in
       ``history["skipped"]``; per-step checks and selects cost some speed; state is donated.
+    - ``opt_state``: the optimizer state to start from (default ``optimizer.init(params)``), e.g.
+      a previous result's ``opt_state`` to continue training.
     - ``mesh``: a 1-D ``jax.sharding.Mesh`` (``jmlp.data_mesh()``): data parallel. Data, params
       and optimizer state are replicated on its devices and each step's mini-batch is split
       over them (``batch_size``, or N for full batch, a multiple of the mesh size); the result
@@ -440,7 +443,8 @@ def fit(
     full = _check_batch_key(batch_size, x.shape[0], key)
     _check_mesh(mesh, x.shape[0] if full else batch_size)
     params = jax.tree.map(jnp.array, params)  # a copy: "skip" donates its working params
-    opt_state, names = optimizer.init(params), history_names(net, validation, nan_policy)
+    opt_state = optimizer.init(params) if opt_state is None else jax.tree.map(jnp.array, opt_state)
+    names = history_names(net, validation, nan_policy)
     history, start = {k: [] for k in names}, 0
     if resume and Path(checkpoint_path).is_file():
         params, opt_state, start, history = _resume(checkpoint_path, params, opt_state, key, names)

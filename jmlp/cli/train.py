@@ -1,13 +1,4 @@
-"""The ``jmlp`` command line (also ``python -m jmlp``): ``train``, ``gradcheck`` and ``bench``.
-
-    jmlp train --data digits                        train on a built-in set, write a run folder
-    jmlp train --data houses.csv --target price     train on your own CSV or NPZ file
-    jmlp gradcheck --sizes 4,8,3 --activation tanh  hand-written vs autodiff vs finite differences
-    jmlp bench --quick                              the benchmark (from a source checkout)
-
-Exit status: 0 on success; 1 when ``gradcheck`` finds the gradients disagree; 2 on any error (a
-bad option, an unknown data set, an unreadable file, a ValueError/TypeError raised by jmlp),
-which is printed as one line ``jmlp: error: ...`` on stderr, never as a traceback.
+"""``jmlp train``: train an MLP on a built-in data set or a CSV/NPZ file and write a run folder.
 
 A training run is configured by, in order of precedence: the command line, ``--config FILE``
 (the ``config.json`` of an earlier run), the preset of the built-in data set (``PRESETS``), and
@@ -16,12 +7,7 @@ A training run is configured by, in order of precedence: the command line, ``--c
 
 import argparse
 import csv
-import importlib.util
-import inspect
 import json
-import re
-import subprocess
-import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -29,14 +15,21 @@ from typing import Any
 from zipfile import BadZipFile, is_zipfile
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-import jmlp
 from jmlp import data, optim
 from jmlp.checkpoint import save_checkpoint
+from jmlp.cli.options import (
+    OUTPUT_FOR_LOSS,
+    UsageError,
+    column,
+    fraction,
+    int_list,
+    names,
+    non_negative,
+    positive_int,
+)
 from jmlp.forward import MLP, loss
-from jmlp.gradient_check import gradcheck
 from jmlp.init import init_params
 from jmlp.losses import CLASSIFICATION, LOSSES
 from jmlp.metrics import accuracy, predict, r2_score
@@ -52,8 +45,6 @@ OPTIMIZERS = {
 }
 GRADIENTS = ("backprop", "autodiff")
 TASKS = ("auto", "classification", "regression")
-# Output activation that goes with each loss when --output-activation is not given.
-OUTPUT_FOR_LOSS = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
 DEFAULTS: dict[str, Any] = {
     "target": -1,
     "task": "auto",
@@ -83,79 +74,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "spirals": {"hidden": (64, 64), "lr": 1e-2, "epochs": 300},
     "doc003": {"hidden": (50,), "lr": 1e-2, "epochs": 40, "batch_size": 50},
 }
-# Default gradcheck bounds on the relative errors, per dtype: (autodiff, finite differences).
-# float64: hand-written and autodiff differ by rounding only (1e-16 per operation); central
-# differences with h = eps^(1/3) ~ 6e-6 are accurate to ~h^2 ~ 4e-11, relative to the largest
-# entry. float32: eps = 1.2e-7, h ~ 5e-3, so rounding in L(p +- h) leaves ~eps / h ~ 2e-5 of
-# the loss' scale and truncation ~h^2 ~ 2.5e-5: 1e-2 is a loose but honest bound.
-GRADCHECK_BOUNDS = {"float64": (1e-10, 1e-6), "float32": (1e-4, 1e-2)}
-
-
-class UsageError(Exception):
-    """A bad command line (argparse's own errors), reported in one line with exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        verb = self.prog.removeprefix("jmlp").strip()
-        raise UsageError(f"{verb + ': ' if verb else ''}{message} (see {self.prog} --help)")
-
-
-# ----------------------------------------------------------------------------- option types
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    """``"64,64"`` -> ``(64, 64)``; ``""`` or ``"none"`` -> ``()`` (no hidden layer)."""
-    if text.strip().lower() in ("", "none"):
-        return ()
-    try:
-        widths = tuple(int(w) for w in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated ints, got {text!r}") from None
-    if any(w < 1 for w in widths):
-        raise argparse.ArgumentTypeError(f"expected positive widths, got {text!r}")
-    return widths
-
-
-def _names(text: str) -> str | tuple[str, ...]:
-    """``"relu"`` -> ``"relu"``; ``"relu,tanh"`` -> ``("relu", "tanh")`` (one per hidden layer)."""
-    names = tuple(n.strip() for n in text.split(","))
-    return names[0] if len(names) == 1 else names
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = _non_negative(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
-    return value
-
-
-def _column(text: str) -> int | str:
-    """A column index (``"3"``, ``"-1"``) or a column name."""
-    return int(text) if re.fullmatch(r"-?\d+", text.strip()) else text
-
-
-# ----------------------------------------------------------------------------- the parser
 
 TRAIN_EPILOG = """examples:
   jmlp train --data digits                       # ~97% test accuracy in seconds
@@ -169,23 +87,8 @@ The run folder (--out) gets config.json, metrics.csv (one row per epoch), checkp
 (jmlp.load_checkpoint), loss.png and, for classifiers, confusion.png (test set).
 Unset options come from --config, then the data set's preset, then the defaults."""
 
-GRADCHECK_EPILOG = """examples:
-  jmlp gradcheck                                  # 4-8-3 tanh / softmax / cross-entropy
-  jmlp gradcheck --sizes 10,32,32,1 --activation relu,tanh --loss mse
-  jmlp gradcheck --dtype float32 --loss binary_cross_entropy --sizes 5,7,2
 
-Exit status 0 if both relative errors are within their bounds, 1 if not. Default bounds:
-float64 autodiff 1e-10, finite differences 1e-6; float32 autodiff 1e-4, finite differences
-1e-2. Finite differences are unreliable where the loss has kinks (relu, mae, hinge)."""
-
-BENCH_EPILOG = """examples:
-  jmlp bench --quick
-  jmlp bench --out runs/bench
-
-Runs experiments/benchmark.py of a source checkout; other options are passed on to it."""
-
-
-def _train_parser(sub) -> None:
+def add_parser(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train an MLP and write a run folder",
@@ -207,20 +110,20 @@ def _train_parser(sub) -> None:
     )
     a(
         "--target",
-        type=_column,
+        type=column,
         metavar="COL",
         help="target column of a CSV: index or name (default -1: last)",
     )
     a("--task", choices=TASKS, help="classification, regression or auto (default: inferred)")
     a(
         "--hidden",
-        type=_int_list,
+        type=int_list,
         metavar="W,W",
         help="hidden widths, e.g. 64,64 (default 64,64 or preset)",
     )
     a(
         "--activation",
-        type=_names,
+        type=names,
         metavar="NAME[,NAME]",
         help="hidden activation, one or one per layer (default relu)",
     )
@@ -231,16 +134,16 @@ def _train_parser(sub) -> None:
     )
     a("--loss", choices=sorted(LOSSES), help="default: cross_entropy (classes) or mse (regression)")
     a("--optimizer", choices=list(OPTIMIZERS), help="default adam")
-    a("--lr", type=_non_negative, metavar="ETA", help="learning rate (default 1e-3 or preset)")
+    a("--lr", type=non_negative, metavar="ETA", help="learning rate (default 1e-3 or preset)")
     a(
         "--epochs",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="maximum number of epochs (default 100 or preset)",
     )
     a(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         metavar="B",
         help="mini-batch size (default 32 or preset)",
     )
@@ -252,13 +155,13 @@ def _train_parser(sub) -> None:
     )
     a(
         "--val-split",
-        type=_fraction,
+        type=fraction,
         metavar="F",
         help="fraction of the training set held out (default 0.1)",
     )
     a(
         "--test-split",
-        type=_fraction,
+        type=fraction,
         metavar="F",
         help="fraction of the data held out for testing (0.2)",
     )
@@ -270,7 +173,7 @@ def _train_parser(sub) -> None:
     )
     a(
         "--l2",
-        type=_non_negative,
+        type=non_negative,
         metavar="C",
         help="L2 coefficient: loss + l2/2 sum W^2 (default 0)",
     )
@@ -278,86 +181,7 @@ def _train_parser(sub) -> None:
     a("--out", type=Path, metavar="DIR", help="run folder (default runs/<data>-<date>-<time>)")
     a("--no-progress", action="store_true", help="no progress bar")
     a("--quiet", action="store_true", help="print only the run folder (no bar, no table)")
-    p.set_defaults(run=cmd_train)
-
-
-def _gradcheck_parser(sub) -> None:
-    p = sub.add_parser(
-        "gradcheck",
-        help="compare hand-written, autodiff and finite-difference gradients",
-        description="The three-way gradient report for one architecture and loss.",
-        epilog=GRADCHECK_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    a = p.add_argument
-    a(
-        "--sizes",
-        type=_int_list,
-        default=(4, 8, 3),
-        metavar="N,N,N",
-        help="layer widths, input first (4,8,3)",
-    )
-    a(
-        "--activation",
-        type=_names,
-        default="tanh",
-        metavar="NAME[,NAME]",
-        help="hidden activation(s) (tanh)",
-    )
-    a("--output-activation", metavar="NAME", help="default: from the loss, as in train")
-    a("--loss", choices=sorted(LOSSES), default="cross_entropy", help="(cross_entropy)")
-    a("--batch", type=_positive_int, default=16, metavar="B", help="examples in the batch (16)")
-    a("--seed", type=int, default=0, metavar="S", help="seed of inputs, targets and params (0)")
-    a("--l2", type=_non_negative, default=0.0, metavar="C", help="L2 coefficient (0)")
-    a("--dtype", choices=tuple(GRADCHECK_BOUNDS), default="float64", help="(float64)")
-    a(
-        "--fd-entries",
-        type=_positive_int,
-        default=200,
-        metavar="K",
-        help="entries per tensor checked by finite differences (200)",
-    )
-    a(
-        "--autodiff-rtol",
-        type=_non_negative,
-        metavar="R",
-        help="bound on the hand-vs-autodiff error",
-    )
-    a(
-        "--fd-rtol",
-        type=_non_negative,
-        metavar="R",
-        help="bound on the hand-vs-finite-differences error",
-    )
-    p.set_defaults(run=cmd_gradcheck)
-
-
-def _bench_parser(sub) -> None:
-    p = sub.add_parser(
-        "bench",
-        help="run the benchmark (source checkout)",
-        description="Run the benchmark of experiments/benchmark.py and print its table.",
-        epilog=BENCH_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")
-    p.add_argument("--out", metavar="DIR", help="output folder of the benchmark")
-    p.set_defaults(run=cmd_bench)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``jmlp`` parser with its three verbs."""
-    parser = _Parser(
-        prog="jmlp",
-        description="jmlp: a functional JAX MLP with a hand-written backward pass.",
-        epilog="Run 'jmlp VERB --help' for the options and examples of each verb.",
-    )
-    parser.add_argument("--version", action="version", version=f"jmlp {jmlp.__version__}")
-    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True, parser_class=_Parser)
-    _train_parser(sub)
-    _gradcheck_parser(sub)
-    _bench_parser(sub)
-    return parser
+    p.set_defaults(run=run)
 
 
 # ----------------------------------------------------------------------------- train: config
@@ -628,7 +452,7 @@ def write_run(out: Path, cfg: dict, net: MLP, ds: data.Dataset, parts: dict, run
         )
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """``jmlp train``: load, fit, print the table, write the run folder."""
     cfg = resolve_config(args)
     ds = load_data(cfg)
@@ -645,107 +469,3 @@ def cmd_train(args: argparse.Namespace) -> int:
     scores = evaluate(net, run["result"].params, parts)
     print(out if args.quiet else format_table(net, scores, run, out))
     return 0
-
-
-# ----------------------------------------------------------------------------- gradcheck
-
-
-def gradcheck_problem(net: MLP, batch: int, seed: int):
-    """Random params, inputs ``x ~ N(0, 1) (batch, n_in)`` and targets that suit the loss."""
-    key_p, key_x, key_y = jax.random.split(jax.random.key(seed), 3)
-    n_in, n_out = net.sizes[0], net.sizes[-1]
-    x = jax.random.normal(key_x, (batch, n_in), jnp.float32)
-    if net.loss == "cross_entropy":
-        y = jax.random.randint(key_y, (batch,), 0, n_out)
-    elif net.loss in ("binary_cross_entropy", "hinge"):
-        y = jax.random.bernoulli(key_y, 0.5, (batch, n_out)).astype(jnp.float32)
-        y = 2 * y - 1 if net.loss == "hinge" else y
-    else:
-        y = jax.random.normal(key_y, (batch, n_out), jnp.float32)
-    return init_params(key_p, net.sizes), x, y
-
-
-def cmd_gradcheck(args: argparse.Namespace) -> int:
-    """``jmlp gradcheck``: print the report; 0 if within the bounds, 1 if not."""
-    output = args.output_activation or OUTPUT_FOR_LOSS.get(args.loss, "identity")
-    net = MLP(args.sizes, activation=args.activation, output_activation=output, loss=args.loss)
-    params, x, y = gradcheck_problem(net, args.batch, args.seed)
-    report = gradcheck(net, params, x, y, l2=args.l2, dtype=args.dtype, fd_entries=args.fd_entries)
-    bound_auto, bound_fd = GRADCHECK_BOUNDS[args.dtype]
-    bound_auto = bound_auto if args.autodiff_rtol is None else args.autodiff_rtol
-    bound_fd = bound_fd if args.fd_rtol is None else args.fd_rtol
-    ok = report.max_rel_autodiff <= bound_auto and report.max_rel_fd <= bound_fd
-    print(f"net: sizes {net.sizes}, activation {net.activation}, output {output}, loss {net.loss}")
-    print(report)
-    print(
-        f"{'PASS' if ok else 'FAIL'}: max relative error vs autodiff "
-        f"{report.max_rel_autodiff:.2e} (bound {bound_auto:g}), "
-        f"vs finite differences {report.max_rel_fd:.2e} (bound {bound_fd:g})"
-    )
-    return 0 if ok else 1
-
-
-# ----------------------------------------------------------------------------- bench
-
-
-def benchmark_script() -> Path:
-    """experiments/benchmark.py next to the jmlp package (a source checkout), else an error."""
-    path = Path(__file__).resolve().parent.parent / "experiments" / "benchmark.py"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"bench: {path} not found; the benchmark runs from a source checkout of jmlp"
-        )
-    return path
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    """``jmlp bench``: the benchmark's ``main(argv)`` if it has one, else the script itself."""
-    path = benchmark_script()
-    argv = (["--quick"] if args.quick else []) + (["--out", args.out] if args.out else [])
-    argv += args.extra
-    spec = importlib.util.spec_from_file_location("jmlp_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent))  # the experiments import their sibling common.py
-    try:
-        spec.loader.exec_module(module)
-        run = getattr(module, "main", None)
-        if not callable(run) or not inspect.signature(run).parameters:
-            return subprocess.run([sys.executable, str(path), *argv], check=False).returncode
-        status = run(argv)
-    finally:
-        sys.path.remove(str(path.parent))
-    return status if isinstance(status, int) else 0
-
-
-# ----------------------------------------------------------------------------- main
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return text or type(err).__name__
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``jmlp`` script: parse ``argv`` and run the verb; the exit status."""
-    parser = build_parser()
-    try:
-        args, extra = parser.parse_known_args(argv)
-        if extra and args.verb != "bench":
-            raise UsageError(
-                f"{args.verb}: unrecognized arguments: {' '.join(extra)} "
-                f"(see jmlp {args.verb} --help)"
-            )
-        args.extra = extra
-        return args.run(args)
-    except UsageError as err:
-        message = _one_line(err)
-    except FloatingPointError as err:  # jmlp.train.NonFiniteLossError
-        where = f"epoch {getattr(err, 'epoch', '?')}, step {getattr(err, 'step', '?')}"
-        message = f"training diverged: non-finite loss or update at {where}; try a smaller --lr"
-    except (ValueError, TypeError, OSError, ImportError) as err:
-        message = _one_line(err)
-    except KeyboardInterrupt:
-        print("jmlp: interrupted", file=sys.stderr)
-        return 130
-    print(f"jmlp: error: {message}", file=sys.stderr)
-    return 2
