@@ -74,7 +74,7 @@ def test_backprop_many_equals_vmapped_autodiff(case):
     params, l2 = stacked(net), jnp.array([0.0, 0.1, 0.2, 0.3])
     weights = jnp.array([1.0, 1, 0, 1, 1, 1, 0])
     values, grads = backprop_many(net, params, x, y, l2=l2, weights=weights)
-    one = lambda p, c: jmlp.autodiff(net, p, x, y, l2=c, weights=weights)  # noqa: E731
+    one = lambda p, c: jmlp.autodiff(net, p, x, y, l2=c, weights=weights)
     ref_values, ref_grads = jax.jit(jax.vmap(one))(params, l2)
     np.testing.assert_allclose(values, ref_values, **TOL["float64"])
     assert_trees(grads, ref_grads, **TOL["float64"])
@@ -180,7 +180,7 @@ def diverging(n_members=3):
 
 def test_non_finite_member_stops_and_the_others_go_on():
     net, params, x, y, lrs = diverging()
-    opt = lambda lr: optax.sgd(lr)  # noqa: E731
+    opt = lambda lr: optax.sgd(lr)
     result = jmlp.fit_many(net, opt, x, y, params=params, hparams={"lr": lrs}, epochs=60)
     assert result.epochs_run.tolist()[::2] == [60, 60] and result.epochs_run[1] < 60
     assert "non-finite" in result.stopped[1]
@@ -229,9 +229,9 @@ def test_one_epoch_per_call_gives_the_same_bits_as_one_chunk(many):
     """A callback makes the engine return to the host after every epoch."""
     kw = {"epochs": 5, "batch_size": 6, "key": jax.random.key(0), "validation": VAL}
     if many:
-        run = lambda **extra: jmlp.fit_many(CLS, ADAM, X, Y, params=stacked(CLS), **kw, **extra)  # noqa: E731
+        run = lambda **extra: jmlp.fit_many(CLS, ADAM, X, Y, params=stacked(CLS), **kw, **extra)
     else:
-        run = lambda **extra: jmlp.fit(CLS, member(stacked(CLS), 0), ADAM, X, Y, **kw, **extra)  # noqa: E731
+        run = lambda **extra: jmlp.fit(CLS, member(stacked(CLS), 0), ADAM, X, Y, **kw, **extra)
     whole, stepped = run(), run(callback=lambda e, p, h: False)
     assert_bitwise(whole.params, stepped.params)
     np.testing.assert_array_equal(whole.history["val_loss"], stepped.history["val_loss"])

@@ -216,7 +216,7 @@ def test_second_fit_with_same_shapes_does_not_recompile():
     opt = optax.sgd(0.1234)  # settings no other test uses: its first fit traces exactly once
     kw = {"epochs": 2, "batch_size": 6}
     assert traces(lambda: fit(CLS, cls_params(0), opt, X, Y, key=jax.random.key(0), **kw)) == 1
-    again = lambda: fit(CLS, cls_params(1), opt, x2, labels2, key=jax.random.key(1), l2=0.1, **kw)  # noqa: E731
+    again = lambda: fit(CLS, cls_params(1), opt, x2, labels2, key=jax.random.key(1), l2=0.1, **kw)
     assert traces(again) == 0
 
 
