@@ -166,6 +166,36 @@ def test_train_on_a_user_csv(tmp_path, task, target, score, sizes):
     assert expected <= {p.name for p in out.iterdir()}
 
 
+def test_train_on_mnist_idx_files(tmp_path):
+    # 60 train and 20 test random 28 x 28 images in the four IDX files (gzipped) of MNIST
+    rng = np.random.default_rng(0)
+    sets = {}
+    for stem, n in (("train", 60), ("t10k", 20)):
+        sets[stem] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), np.arange(n) % 10
+        jmlp.data.write_idx(tmp_path / f"{stem}-images-idx3-ubyte.gz", sets[stem][0])
+        jmlp.data.write_idx(
+            tmp_path / f"{stem}-labels-idx1-ubyte.gz", sets[stem][1].astype(np.uint8)
+        )
+    out = tmp_path / "run"
+    proc = jmlp_cli("train", "--data", f"mnist:{tmp_path}", *TINY, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["data"], cfg["sizes"], cfg["classes"]) == (
+        f"mnist:{tmp_path}",
+        [784, 4, 10],
+        list(range(10)),
+    )
+    # the printed test accuracy is that of MNIST's own test images, pixels / 255
+    template = jmlp.init_params(jax.random.key(0), cfg["sizes"])
+    params = jmlp.load_checkpoint(out / "checkpoint.npz", like_params=template).params
+    net = jmlp.MLP((784, 4, 10), "relu", "softmax", "cross_entropy")
+    images, labels = sets["t10k"]
+    x = images.reshape(20, 784).astype(np.float32) / 255
+    predicted = np.argmax(np.asarray(jmlp.forward(net, params, x)), axis=1)
+    test_row = next(line for line in proc.stdout.splitlines() if line.startswith("test"))
+    assert float(test_row.split()[2]) == pytest.approx(np.mean(predicted == labels), abs=5e-5)
+
+
 # ----------------------------------------------------------------------------- gradcheck
 
 
