@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import jmlp
+import jmlp.draw
 
 RUN_FILES = {"config.json", "metrics.csv", "checkpoint.npz", "loss.png"}
 TINY = ["--epochs", "3", "--hidden", "4", "--no-progress"]
@@ -194,6 +195,8 @@ def test_train_on_mnist_idx_files(tmp_path):
     predicted = np.argmax(np.asarray(jmlp.forward(net, params, x)), axis=1)
     test_row = next(line for line in proc.stdout.splitlines() if line.startswith("test"))
     assert float(test_row.split()[2]) == pytest.approx(np.mean(predicted == labels), abs=5e-5)
+    # and jmlp draw reads the run as a 28 x 28 model
+    assert jmlp.draw.load_run_model(out).side == 28
 
 
 # ----------------------------------------------------------------------------- gradcheck
@@ -225,6 +228,7 @@ def test_gradcheck_exits_1_when_a_bound_is_not_met():
         (["train", "--data", "iris", "--bogus"], ["--bogus"]),
         (["train", "--data", "iris", "--activation", "softmax"], ["softmax"]),  # jmlp's error
         (["frobnicate"], ["frobnicate"]),
+        (["draw", "--run", "/nonexistent/run"], ["/nonexistent/run", "not a jmlp run folder"]),
     ],
 )
 def test_bad_options_give_one_line_and_exit_2(args, needles):
@@ -256,6 +260,7 @@ def test_non_numeric_column_is_named(tmp_path):
         ("train", ["--data", "--hidden", "--optimizer", "--patience", "examples:", "digits"]),
         ("gradcheck", ["--sizes", "--dtype", "--fd-rtol", "examples:"]),
         ("bench", ["--quick", "--out", "examples:"]),
+        ("draw", ["--run", "--port", "--host", "--no-browser", "127.0.0.1", "examples:"]),
     ],
 )
 def test_help_of_each_verb(verb, words):
