@@ -10,7 +10,7 @@ from jmlp.cli.options import positive_int
 from jmlp.draw import load_run_model, make_server, train_default_model
 
 DRAW_EPILOG = """examples:
-  jmlp draw                                 # trains on the bundled 8x8 digits (a few seconds)
+  jmlp draw                                 # trains on the bundled 8x8 digits (about 10 s)
   jmlp draw --run runs/digits-20250101-120000
   jmlp draw --run runs/mnist --port 8000 --no-browser
 
@@ -29,8 +29,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "draw",
         help="a local page to draw a digit on and see the network read it",
-        description="Serve a page to draw a digit on: the prediction, the probability of every "
-        "class, the input as the network sees it and its hidden layer update as you draw.",
+        description="Serve a local page to draw a digit on and watch a trained MLP read it.",
         epilog=DRAW_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -50,6 +49,13 @@ def add_parser(sub) -> None:
         default=30,
         metavar="N",
         help="epochs of the model trained at start (no --run; default 30)",
+    )
+    a(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="seed of that model's split and init (default 0)",
     )
     p.set_defaults(run=run)
 
@@ -82,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     if args.run_folder is not None:
         model = load_run_model(args.run_folder)
     else:
-        model, _ = train_default_model(epochs=args.epochs, report=_progress(args.epochs))
+        report = _progress(args.epochs)
+        model, _ = train_default_model(epochs=args.epochs, seed=args.seed, report=report)
     try:
         server = make_server(model, args.host, args.port)
     except OSError as err:
