@@ -7,6 +7,7 @@ The browser is the system's Chromium (Debian: ``apt-get install chromium``; or s
 ``JMLP_DRAW_SCREENSHOT=path.png`` to keep the screenshot (the README's is made so).
 """
 
+import contextlib
 import math
 import os
 import queue
@@ -15,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -50,13 +52,13 @@ def server(tmp_path_factory):
     reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True)
     reader.start()
     try:
-        url = None
+        url, deadline = None, time.monotonic() + STARTUP_SECONDS
         while url is None:
-            line = lines.get(timeout=STARTUP_SECONDS)
-            url = re.search(r"http://127\.0\.0\.1:\d+/", line)
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"jmlp draw is not serving (exit {proc.poll()}):\n{log.read_text()}")
+            with contextlib.suppress(queue.Empty):
+                url = re.search(r"http://127\.0\.0\.1:\d+/", lines.get(timeout=1))
         yield url.group(0)
-    except queue.Empty:
-        pytest.fail(f"jmlp draw printed no address in {STARTUP_SECONDS} s:\n{log.read_text()}")
     finally:
         proc.kill()
         proc.wait(timeout=30)
