@@ -4,6 +4,7 @@
     jmlp train --data houses.csv --target price     train on your own CSV or NPZ file
     jmlp gradcheck --sizes 4,8,3 --activation tanh  hand-written vs autodiff vs finite differences
     jmlp bench --quick                              the benchmark (from a source checkout)
+    jmlp draw                                       a local page to draw a digit on
 
 Each verb's module has ``add_parser(subparsers)`` and ``run(args) -> exit status``.
 Exit status: 0 on success; 1 when ``gradcheck`` finds the gradients disagree; 2 on any error (a
@@ -15,10 +16,10 @@ import argparse
 import sys
 
 import jmlp
-from jmlp.cli import bench, gradcheck, train
+from jmlp.cli import bench, draw, gradcheck, train
 from jmlp.cli.options import Parser, UsageError
 
-VERBS = (train, gradcheck, bench)
+VERBS = (train, gradcheck, bench, draw)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -73,16 +73,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     "moons": {"hidden": (32, 32), "lr": 3e-3, "epochs": 100},
     "spirals": {"hidden": (64, 64), "lr": 1e-2, "epochs": 300},
     "doc003": {"hidden": (50,), "lr": 1e-2, "epochs": 40, "batch_size": 50},
+    "mnist": {"hidden": (128,), "epochs": 10},
 }
+MNIST = "mnist:"  # --data mnist:DIR: the four MNIST IDX files in DIR (jmlp.data.load_mnist)
 
 TRAIN_EPILOG = """examples:
   jmlp train --data digits                       # ~97% test accuracy in seconds
   jmlp train --data iris --hidden 16 --epochs 200 --optimizer sgd --lr 0.1
   jmlp train --data spirals --activation tanh --patience 30 --out runs/spirals
   jmlp train --data houses.csv --target price --task regression
+  jmlp train --data mnist:data/mnist               # the four MNIST IDX files in data/mnist
   jmlp train --config runs/digits-20250101-120000/config.json --seed 1
 
-built-in data sets: {datasets}
+built-in data sets: {datasets}; mnist:DIR reads MNIST's IDX files (its own test set, pixels/255)
 The run folder (--out) gets config.json, metrics.csv (one row per epoch), checkpoint.npz
 (jmlp.load_checkpoint), loss.png and, for classifiers, confusion.png (test set).
 Unset options come from --config, then the data set's preset, then the defaults."""
@@ -100,7 +103,7 @@ def add_parser(sub) -> None:
     a(
         "--data",
         metavar="NAME|FILE",
-        help="built-in data set name, or a .csv / .npz file (NPZ: arrays x and y)",
+        help="built-in data set name, mnist:DIR, or a .csv / .npz file (NPZ: arrays x and y)",
     )
     a(
         "--config",
@@ -204,9 +207,9 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     name = args.data if args.data is not None else saved.get("data")
     if name is None:
         raise UsageError("train: --data is required (or --config FILE)")
-    if name in data.DATASETS and args.target is not None:
+    if _built_in(name) and args.target is not None:
         raise ValueError(f"--target: applies to a CSV/NPZ file, not the built-in set {name!r}")
-    preset = PRESETS.get(name, {})
+    preset = PRESETS.get("mnist" if name.startswith(MNIST) else name, {})
     cfg = {"data": name}
     for key in DEFAULTS:
         value = getattr(args, key)
@@ -217,9 +220,17 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     return cfg
 
 
+def _built_in(name: str) -> bool:
+    return name in data.DATASETS or name.startswith(MNIST)
+
+
 def load_data(cfg: dict[str, Any]) -> data.Dataset:
-    """The built-in set or the user's CSV/NPZ file named by ``cfg["data"]``, split."""
+    """The built-in set, MNIST or the user's CSV/NPZ file named by ``cfg["data"]``, split."""
     name, test = cfg["data"], cfg["test_split"]
+    if name.startswith(MNIST):
+        if cfg["task"] not in ("auto", "classification"):
+            raise ValueError(f"--task {cfg['task']}: MNIST is classification")
+        return data.load_mnist(name.removeprefix(MNIST))
     if name in data.DATASETS:
         seed = None if name == "doc003" else cfg["seed"]  # doc003 keeps the document's split
         ds = data.load(name, test_size=test, seed=seed)
@@ -459,10 +470,11 @@ def run(args: argparse.Namespace) -> int:
     net = build_net(cfg, ds)
     parts = _split(cfg, ds)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = args.out or Path("runs") / f"{Path(cfg['data']).stem}-{stamp}"
+    stem = "mnist" if cfg["data"].startswith(MNIST) else Path(cfg["data"]).stem
+    out = args.out or Path("runs") / f"{stem}-{stamp}"
     cfg.update(out=str(out), task=ds.task, sizes=list(net.sizes), n_classes=ds.n_classes)
     cfg.update(classes=None if ds.classes is None else list(ds.classes))
-    cfg["target"] = None if cfg["data"] in data.DATASETS else cfg["target"]
+    cfg["target"] = None if _built_in(cfg["data"]) else cfg["target"]
     out.mkdir(parents=True, exist_ok=True)  # fail before training if it cannot be made
     run = run_training(cfg, net, parts, progress=not (args.no_progress or args.quiet))
     write_run(out, cfg, net, ds, parts, run)
