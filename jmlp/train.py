@@ -12,11 +12,12 @@ the same bits.
 
 No recompilation for equal work: the compiled chunk is cached per static plan (the net, the
 optimizer's key, the gradient, layout, batch, NaN policy) and by jax per shape. An optimizer's
-key is its value for :mod:`jmlp.optim`'s transformations (equal settings, equal key) and, for any
-other optax transformation or optimizer function, the jaxprs of its ``init`` and ``update``
-traced at the params' shapes (with their constants): a fresh but equal ``optax.adam(1e-3)``
-reuses the compiled loop, ``optax.adam(2e-3)`` does not. Hyper-parameters passed as data
-(``hparams``, ``l2``, ``tol``, ``patience``) never recompile.
+key is its settings for :mod:`jmlp.optim`'s transformations (equal settings, equal key); for
+optax transformations and optimizer functions, a fingerprint of what they compute
+(:mod:`jmlp.fingerprint`: code, closed-over values, globals) or, where none is sound, the jaxprs
+of ``init`` and ``update`` traced at the params' shapes with their constants. So a fresh but
+equal ``optax.adam(1e-3)`` reuses the compiled loop, ``optax.adam(2e-3)`` does not.
+Hyper-parameters passed as data (``hparams``, ``l2``, ``tol``, ``patience``) never recompile.
 """
 
 import hashlib
@@ -44,6 +45,7 @@ from jmlp.arguments import (
 )
 from jmlp.checkpoint import load_checkpoint, save_checkpoint
 from jmlp.engine import Data, Members, Plan, Settings
+from jmlp.fingerprint import fingerprint
 from jmlp.forward import MLP, check_params
 from jmlp.init import Params
 from jmlp.metrics import validation_names
@@ -193,9 +195,13 @@ def optimizer_spec(optimizer: Any, hparams: dict, params: Params) -> OptimizerSp
             "optimizer: the function must return an optax.GradientTransformation, "
             f"got {type(built).__name__}"
         )
+    names = tuple((k, v.dtype.name) for k, v in hparams.items())
     if isinstance(optimizer, Transform):
-        return OptimizerSpec(make, ("value", optimizer))
-    shapes = tuple((k, v.dtype.name) for k, v in hparams.items())
+        return OptimizerSpec(make, ("value", names, optimizer))
+    fingerprinted = fingerprint(optimizer)
+    if fingerprinted is not None:
+        return OptimizerSpec(make, ("fingerprint", names, fingerprinted))
+    shapes = names
     shapes += (str(jax.tree.structure(params)),)
     shapes += tuple((jnp.shape(a), jnp.result_type(a).name) for a in jax.tree.leaves(params))
     memo = (id(optimizer), shapes)
