@@ -13,6 +13,10 @@ from jmlp.backprop import custom_vjp_loss as custom_vjp_loss
 from jmlp.checkpoint import Checkpoint as Checkpoint
 from jmlp.checkpoint import load_checkpoint as load_checkpoint
 from jmlp.checkpoint import save_checkpoint as save_checkpoint
+from jmlp.curvature import gnvp as gnvp
+from jmlp.curvature import hvp as hvp
+from jmlp.curvature import ntk as ntk
+from jmlp.curvature import sharpness as sharpness
 from jmlp.ensemble import EnsembleResult as EnsembleResult
 from jmlp.ensemble import ensemble_predict as ensemble_predict
 from jmlp.ensemble import ensemble_predict_proba as ensemble_predict_proba
