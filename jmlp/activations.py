@@ -195,6 +195,7 @@ ACTIVATIONS: dict[str, tuple[Callable, Callable | None, Callable | None]] = {
     "softmax": (softmax, None, None),
 }
 OUTPUT_ONLY = ("softmax",)
+PIECEWISE_LINEAR = ("identity", "relu", "leaky_relu")  # sigma'' = 0: second order skips its term
 PARAMETER = {"leaky_relu": "slope", "elu": "alpha"}  # the one option an activation may take
 
 

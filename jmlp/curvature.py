@@ -14,8 +14,10 @@ softmax: ``diag(s) - s s^T``, symmetric, so the table's ``vjp`` also gives ``J u
                 [Hv]_{b^l} = sum_n R{delta^l}_n
 
 ``D(g, u) = d/dz [g J(z)] u`` is the activation's second-order term: ``g * sigma''(z) * u``
-element-wise, :func:`~jmlp.activations.softmax_vjp_derivative` for softmax. Kinks get the second
-derivative autodiff gives for the same ``jnp.where`` form (relu'' = 0 everywhere).
+element-wise, :func:`~jmlp.activations.softmax_vjp_derivative` for softmax, and left out for the
+piecewise-linear activations (``PIECEWISE_LINEAR``: identity, relu, leaky_relu), whose ``sigma''``
+is 0 (so no work is spent on it). Kinks get the second derivative autodiff gives for the same
+``jnp.where`` form (relu'' = 0 everywhere).
 
 The generalized Gauss-Newton product ``G v = J^T H_out J v`` (``J = d out / d params``,
 ``H_out`` the per-example loss Hessian with respect to ``out``: ``z^L`` for fused pairs,
@@ -30,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from jmlp.activations import Activation, softmax_vjp_derivative
+from jmlp.activations import PIECEWISE_LINEAR, Activation, softmax_vjp_derivative
 from jmlp.backprop import backward, layer_grads, output_delta
 from jmlp.forward import (
     MLP,
@@ -85,11 +87,24 @@ def _as_direction(params: Params, v) -> Params:
     return jax.tree.map(lambda a: jnp.asarray(a, param_dtype(params)), v)
 
 
+def _curved(net: MLP) -> tuple[bool, ...]:
+    """Per layer, input to output: whether its activation has a second-order term."""
+    names = net.hidden_activations + (net.output_activation,)
+    return tuple(name not in PIECEWISE_LINEAR for name in names)
+
+
 def _vjp_derivative(act: Activation, z: Array, h: Array, g: Array, u: Array) -> Array:
     """``D(g, u) = d/dz [g J(z)] u`` with ``g`` fixed: ``g * sigma''(z) * u`` element-wise."""
     if act.deriv is None:  # softmax, the one activation whose Jacobian is not diagonal
         return softmax_vjp_derivative(z, h, g, u)
     return g * act.deriv2(z, h) * u
+
+
+def _plus_l2(products: Params, v: Params, l2) -> Params:
+    """``+ l2 V^l`` on the weights (left out when ``l2`` is the number 0)."""
+    if isinstance(l2, (int, float)) and l2 == 0:
+        return products
+    return [{"W": g["W"] + l2 * dv["W"], "b": g["b"]} for g, dv in zip(products, v)]
 
 
 def _r_forward(net: MLP, params: Params, cache: Cache, v: Params):
@@ -116,19 +131,21 @@ def _output_curvature(net: MLP, point: _Point, rz: Array, rh: Array, gauss_newto
     if loss.hess is None:
         raise ValueError(f"loss: {net.loss!r} has no second derivative (hess) in the loss table")
     r_delta = act.vjp(z, h, s * loss.hess(h, t) * rh)
-    if gauss_newton and fused is None:
+    if (gauss_newton and fused is None) or not _curved(net)[-1]:
         return r_delta
     return r_delta + _vjp_derivative(act, z, h, s * loss.grad(h, t), rz)
 
 
 def _r_backward(net: MLP, params: Params, v: Params, cache: Cache, rzs, deltas, r_delta):
     """``[R{delta^1}, ..., R{delta^L}]`` from ``R{delta^L}``, beside the deltas of ``backward``."""
-    r_deltas = [r_delta]
+    r_deltas, curved = [r_delta], _curved(net)
     for l in range(net.n_layers - 1, 0, -1):
         act, z, h = net.activations[l - 1], cache.z[l - 1], cache.h[l]
-        back = matmul(net, deltas[l], params[l]["W"].T)
         r_back = matmul(net, r_delta, params[l]["W"].T) + matmul(net, deltas[l], v[l]["W"].T)
-        r_delta = act.vjp(z, h, r_back) + _vjp_derivative(act, z, h, back, rzs[l - 1])
+        r_delta = act.vjp(z, h, r_back)
+        if curved[l - 1]:
+            back = matmul(net, deltas[l], params[l]["W"].T)  # as in backward: shared under jit
+            r_delta = r_delta + _vjp_derivative(act, z, h, back, rzs[l - 1])
         r_deltas.append(r_delta)
     return r_deltas[::-1]
 
@@ -140,14 +157,14 @@ def _hessian_product(net: MLP, params: Params, point: _Point, deltas, v: Params,
     hv = layer_grads(net, point.cache, r_deltas)
     for l in range(1, net.n_layers):  # the R{h^{l-1}}^T delta^l term; R{h^0} = 0
         hv[l]["W"] = hv[l]["W"] + matmul(net, rhs[l - 1].T, deltas[l])
-    return [{"W": g["W"] + l2 * dv["W"], "b": g["b"]} for g, dv in zip(hv, v)]
+    return _plus_l2(hv, v, l2)
 
 
 def _gauss_newton_product(net: MLP, params: Params, point: _Point, v: Params, l2) -> Params:
     rzs, rhs = _r_forward(net, params, point.cache, v)
     delta = _output_curvature(net, point, rzs[-1], rhs[-1], gauss_newton=True)
     gv = layer_grads(net, point.cache, backward(net, params, point.cache, delta))
-    return [{"W": g["W"] + l2 * dv["W"], "b": g["b"]} for g, dv in zip(gv, v)]
+    return _plus_l2(gv, v, l2)
 
 
 def hvp(net: MLP, params: Params, x, y, v: Params, *, l2=0.0, weights=None) -> Params:
