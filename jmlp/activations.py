@@ -6,8 +6,9 @@ Every entry is an :class:`Activation` record ``(fn, deriv, vjp, deriv2)``:
 - ``deriv(z, h) -> dh/dz`` element-wise (``None`` for softmax, whose Jacobian is not diagonal);
 - ``vjp(z, h, g) -> g @ dh/dz``, the product the delta rule needs:
   ``delta = g * sigma'(z)`` for element-wise activations, ``s * (g - <g, s>)`` for softmax;
-- ``deriv2(z, h) -> d^2h/dz^2`` element-wise, for second-order products (``None`` for softmax,
-  whose second-order term is :func:`softmax_vjp_derivative`).
+- ``deriv2(z, h) -> d^2h/dz^2`` element-wise, for second-order products, from the table
+  :data:`SECOND_DERIVATIVES` (``None`` for softmax, whose second-order term is
+  :func:`softmax_vjp_derivative`).
 
 Every Jacobian here is symmetric (diagonal, or ``diag(s) - s s^T``), so ``vjp`` is also the
 Jacobian-vector product: ``R{h} = vjp(z, h, R{z})``.
@@ -182,17 +183,28 @@ def _elementwise(fn: Callable, deriv: Callable, deriv2: Callable | None = None) 
     return Activation(fn, deriv, lambda z, h, g: g * deriv(z, h), deriv2)
 
 
-ACTIVATIONS: dict[str, tuple[Callable, Callable | None, Callable | None]] = {
-    "identity": (identity, identity_deriv, identity_deriv2),
-    "sigmoid": (sigmoid, sigmoid_deriv, sigmoid_deriv2),
-    "tanh": (tanh, tanh_deriv, tanh_deriv2),
-    "relu": (relu, relu_deriv, relu_deriv2),
-    "leaky_relu": (leaky_relu, leaky_relu_deriv, leaky_relu_deriv2),
-    "softplus": (softplus, softplus_deriv, softplus_deriv2),
-    "elu": (elu, elu_deriv, elu_deriv2),
-    "gelu": (gelu, gelu_deriv, gelu_deriv2),
-    "gelu_exact": (gelu_exact, gelu_exact_deriv, gelu_exact_deriv2),
-    "softmax": (softmax, None, None),
+ACTIVATIONS: dict[str, tuple[Callable, Callable | None]] = {
+    "identity": (identity, identity_deriv),
+    "sigmoid": (sigmoid, sigmoid_deriv),
+    "tanh": (tanh, tanh_deriv),
+    "relu": (relu, relu_deriv),
+    "leaky_relu": (leaky_relu, leaky_relu_deriv),
+    "softplus": (softplus, softplus_deriv),
+    "elu": (elu, elu_deriv),
+    "gelu": (gelu, gelu_deriv),
+    "gelu_exact": (gelu_exact, gelu_exact_deriv),
+    "softmax": (softmax, None),
+}
+SECOND_DERIVATIVES: dict[str, Callable] = {  # sigma'' of each element-wise activation
+    "identity": identity_deriv2,
+    "sigmoid": sigmoid_deriv2,
+    "tanh": tanh_deriv2,
+    "relu": relu_deriv2,
+    "leaky_relu": leaky_relu_deriv2,
+    "softplus": softplus_deriv2,
+    "elu": elu_deriv2,
+    "gelu": gelu_deriv2,
+    "gelu_exact": gelu_exact_deriv2,
 }
 OUTPUT_ONLY = ("softmax",)
 PIECEWISE_LINEAR = ("identity", "relu", "leaky_relu")  # sigma'' = 0: second order skips its term
@@ -203,9 +215,14 @@ def get_activation(name: str, param: float | None = None) -> Activation:
     """The table's record for ``name``, with its option (``PARAMETER[name]``) bound if given."""
     if name not in ACTIVATIONS:
         raise ValueError(f"activation: unknown name {name!r}; known: {sorted(ACTIVATIONS)}")
-    fn, deriv, deriv2 = ACTIVATIONS[name]
+    fn, deriv = ACTIVATIONS[name]
+    deriv2 = SECOND_DERIVATIVES.get(name)
     if name == "softmax":
         return Activation(fn, None, softmax_vjp)
     if name in PARAMETER and param is not None:
-        fn, deriv, deriv2 = (partial(f, **{PARAMETER[name]: param}) for f in (fn, deriv, deriv2))
+        fn, deriv = (
+            partial(fn, **{PARAMETER[name]: param}),
+            partial(deriv, **{PARAMETER[name]: param}),
+        )
+        deriv2 = partial(deriv2, **{PARAMETER[name]: param})
     return _elementwise(fn, deriv, deriv2)

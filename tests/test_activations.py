@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from scipy import special
 
-from jmlp.activations import ACTIVATIONS, OUTPUT_ONLY, get_activation, softmax_vjp_derivative
+from jmlp.activations import (
+    ACTIVATIONS,
+    OUTPUT_ONLY,
+    SECOND_DERIVATIVES,
+    get_activation,
+    softmax_vjp_derivative,
+)
 
 ELEMENTWISE = [name for name in ACTIVATIONS if name not in OUTPUT_ONLY]
 SMOOTH = ["identity", "sigmoid", "tanh", "softplus", "gelu", "gelu_exact"]  # C-infinity
@@ -94,6 +100,10 @@ def test_softmax_vjp_equals_jax_vjp_and_the_jacobian():
 
 
 # --- second derivatives ------------------------------------------------------------------------
+def test_every_elementwise_activation_has_a_second_derivative():
+    assert set(SECOND_DERIVATIVES) == set(ELEMENTWISE)
+
+
 @pytest.mark.parametrize("name, param", [(n, None) for n in ELEMENTWISE] + [("elu", 1.5)])
 def test_deriv2_equals_autodiff_float64(name, param):
     act = get_activation(name, param)
