@@ -1,4 +1,4 @@
-"""Edge of stability: full-batch gradient descent drives the sharpness up to 2/eta and holds it there.
+"""Edge of stability: under full-batch gradient descent the sharpness rises to 2/eta and stays.
 
     python experiments/edge_of_stability.py [--out DIR] [--quick]
 

@@ -50,7 +50,7 @@ Array = jax.Array
 
 
 class _Point(NamedTuple):
-    """Where the curvature is taken: the forward cache, targets ``t (B, n_out)``, weights ``s_n``."""
+    """Where the curvature is taken: forward cache, targets ``t (B, n_out)``, weights ``s_n``."""
 
     cache: Cache
     t: Array
@@ -121,8 +121,8 @@ def _r_forward(net: MLP, params: Params, cache: Cache, v: Params):
 
 def _output_curvature(net: MLP, point: _Point, rz: Array, rh: Array, gauss_newton: bool) -> Array:
     """``s_n H_out R{out}`` as an output delta ``(B, n_out)``: the fused pair's ``hvp`` of
-    ``R{z^L}``, or by the chain rule ``J^T (s_n H_y R{h^L})`` plus, for the full Hessian (and
-    for a fused pair without ``hvp``, whose ``H_out`` is with respect to ``z^L``), ``D(s_n g, R{z^L})``.
+    ``R{z^L}``, or by the chain rule ``J^T (s_n H_y R{h^L})`` plus ``D(s_n g, R{z^L})`` for the
+    full Hessian and for a fused pair without ``hvp`` (whose ``H_out`` is with respect to ``z^L``).
     """
     (z, h), t, s = (point.cache.z[-1], point.cache.h[-1]), point.t, point.scale[:, None]
     fused, act, loss = net.fused, net.activations[-1], net.loss_fn
@@ -249,7 +249,7 @@ def _orthogonalize(basis: Array, w: Array) -> Array:
 
 def lanczos_max(matvec, n: int, steps: int, key: Array, dtype) -> Array:
     """Largest eigenvalue of the symmetric operator ``matvec: (n,) -> (n,)``: the top Ritz value
-    of ``steps <= n`` Lanczos steps from a random unit vector drawn with ``key``, fully
+    of ``steps <= n`` Lanczos steps from ``jax.random.normal(key, (n,))`` (normalized), fully
     reorthogonalized; on a breakdown (an invariant subspace found) it restarts from a new random
     vector orthogonal to the basis, so ``steps = n`` gives every eigenvalue."""
     eps, tiny = jnp.finfo(dtype).eps, jnp.finfo(dtype).tiny
@@ -270,7 +270,7 @@ def lanczos_max(matvec, n: int, steps: int, key: Array, dtype) -> Array:
         beta_next = jnp.where(breakdown, jnp.zeros_like(beta_next), beta_next)
         return (basis, v_next, v, beta_next), (alpha, beta_next)
 
-    v0 = unit(jax.random.normal(jax.random.fold_in(key, 0), (n,), dtype))
+    v0 = unit(jax.random.normal(key, (n,), dtype))
     carry = (jnp.zeros((steps, n), dtype), v0, jnp.zeros_like(v0), jnp.zeros((), dtype))
     _, (alphas, betas) = jax.lax.scan(step, carry, jnp.arange(steps))
     off = betas[:-1]
@@ -290,7 +290,9 @@ def _sharpness(net: MLP, params: Params, xb, t, scale, l2, key, iters: int) -> A
     return lanczos_max(matvec, flat.size, min(iters, flat.size), key, flat.dtype)
 
 
-def sharpness(net: MLP, params: Params, x, y, *, iters: int = 20, key, l2=0.0, weights=None):
+def sharpness(
+    net: MLP, params: Params, x, y, *, iters: int = 20, key: Array, l2=0.0, weights=None
+) -> Array:
     """Largest eigenvalue of the Hessian of :func:`jmlp.loss` (jitted), by Lanczos on :func:`hvp`.
 
     Lanczos, not power iteration: it finds the largest eigenvalue, where power iteration finds
@@ -305,7 +307,7 @@ def sharpness(net: MLP, params: Params, x, y, *, iters: int = 20, key, l2=0.0, w
     parameters it is exact to rounding (fully reorthogonalized; ``iters`` is capped there).
 
     **Arguments:** as :func:`jmlp.loss`; ``iters``: Lanczos steps (one :func:`hvp` each); ``key``:
-    the random start vector.
+    draws the start vector, ``jax.random.normal(key, (P,))`` over the flattened parameters.
 
     **Returns:** a scalar in the parameters' dtype.
     """
