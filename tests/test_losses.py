@@ -1,6 +1,8 @@
 """The loss table: values against numpy, hand gradients against jax.grad (ties included), the fused
 (output activation, loss) pairs, and the numerics of extreme logits and saturated probabilities."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -102,6 +104,7 @@ def test_grad_at_ties_is_autodiffs(name, delta, y, t, expected):
 
 
 # --- second derivatives: the diagonal of autodiff's Hessian, at ties too -------------------------
+@functools.partial(jax.jit, static_argnums=0)  # one compile beats eager dispatch of hessian
 def autodiff_hessian(record, y, t):
     """d^2 l_n / dy_n^2, (B, N, N), by jax.hessian of one example's value."""
     one = lambda yn, tn: record.value(yn[None], tn[None])[0]
