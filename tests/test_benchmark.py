@@ -23,3 +23,5 @@ def test_benchmark_quick_writes_every_part(tmp_path):
     assert {"jmlp.fit, one model", "fit_many", "plain jax.vmap of the run"} <= methods
     assert results["per_example"][0]["relative"] == 1.0
     assert "4. ensembles" in proc.stdout
+    curvature = {r["what"].split()[0]: r for r in results["curvature"]}
+    assert set(curvature) == {"hvp", "ntk"} and all(r["ratio"] > 0 for r in curvature.values())
