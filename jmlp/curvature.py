@@ -232,6 +232,12 @@ def ntk(net: MLP, params: Params, x1, x2, *, trace: bool = True) -> Array:
 
     **Returns:** ``(B1, B2)`` (``trace=True``) or ``(B1, B2, n_out, n_out)``.
     """
+    n_in = net.sizes[0]
+    for name, x in (("x1", x1), ("x2", x2)):
+        if jnp.ndim(x) not in (1, 2) or jnp.shape(x)[-1] != n_in:
+            raise ValueError(
+                f"{name}: expected shape (batch, {n_in}) or ({n_in},), got {jnp.shape(x)}"
+            )
     h1, d1 = _jacobian_deltas(net, params, x1)
     h2, d2 = (h1, d1) if x2 is x1 else _jacobian_deltas(net, params, x2)
     kernel = sum(_layer_kernel(net, *parts, trace) for parts in zip(h1, h2, d1, d2))

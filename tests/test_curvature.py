@@ -235,6 +235,10 @@ def test_bad_direction_and_iters_are_named():
     bad[0]["W"] = bad[0]["W"].T[:2]
     with pytest.raises(ValueError, match="v: "):
         jmlp.gnvp(net, params, x, y, bad)
+    with pytest.raises(
+        ValueError, match=r"x2: expected shape \(batch, 3\) or \(3,\), got \(4, 2\)"
+    ):
+        jmlp.ntk(net, params, x, x[:, :2])
     for iters in (0, 2.5, True):
         with pytest.raises(ValueError, match="iters: expected an int >= 1"):
             jmlp.sharpness(net, params, x, y, iters=iters, key=jax.random.key(0))
