@@ -27,7 +27,7 @@ import jmlp
 from jmlp.activations import ACTIVATIONS
 from jmlp.curvature import lanczos_max
 from jmlp.forward import as_targets, forward_cache
-from jmlp.losses import LOSSES
+from jmlp.losses import FUSED, LOSSES
 
 WIDTH, BATCH = 3, 4  # every layer (3, 3): one shape for the eager compile cache
 DEPTHS = {0: (WIDTH, WIDTH), 1: (WIDTH,) * 3, 3: (WIDTH,) * 5}
@@ -184,6 +184,19 @@ def test_hvp_at_kinks_is_autodiffs(hidden, output, loss, c, t):
     params[-1]["b"] = jnp.full(sizes[-1], c)
     y = y if t is None else jnp.full((BATCH, sizes[-1]), t)
     assert_close(jmlp.hvp(net, params, x, y, v), autodiff_hvp(net, params, x, y, v))
+
+
+# A fused pair without its own hvp falls back to the chain rule through the activation and loss
+# tables (H_out is then still the Hessian with respect to z^L, for gnvp too).
+@pytest.mark.parametrize(
+    "pair", [("softmax", "cross_entropy"), ("sigmoid", "binary_cross_entropy")]
+)
+def test_fused_pair_without_hvp_uses_the_chain_rule(pair, monkeypatch):
+    monkeypatch.setitem(FUSED, pair, FUSED[pair]._replace(hvp=None))
+    net, params, x, y, v = problem(DEPTHS[1], "tanh", *pair)
+    assert net.fused is not None and net.fused.hvp is None
+    assert_close(jmlp.hvp(net, params, x, y, v), autodiff_hvp(net, params, x, y, v))
+    assert_close(jmlp.gnvp(net, params, x, y, v), autodiff_gnvp(net, params, x, y, v))
 
 
 # --- options: reduction, weights, l2, one example, jit, float32 --------------------------------
