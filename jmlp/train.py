@@ -372,7 +372,7 @@ def _block_size(net: MLP, batch: int, n: int, block_size: int | None) -> int:
 
 
 def _layout(net: MLP, gradient: str, members: int, shared: bool) -> str:
-    """"single" for one network; "columns" (the ensemble pass) for networks sharing their
+    """ "single" for one network; "columns" (the ensemble pass) for networks sharing their
     batches (measured faster than "rows" for hidden widths 64 to 512); else "rows"."""
     if members == 1:
         return "single"
