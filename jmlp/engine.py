@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import NamedSharding, PartitionSpec
 
 from jmlp.backprop import delta_rule, member_pass, with_l2
 from jmlp.forward import (
@@ -59,7 +60,8 @@ class Plan(NamedTuple):
     track_best: bool  # keep each member's best-val_loss params (patience)
     blocks: int  # the members run in this many blocks of equal size, one after another
     chunk: int  # epochs the history buffer of one call holds
-    split: Any = None  # a NamedSharding: every mini-batch split over its devices
+    split: Any = None  # a NamedSharding: every mini-batch split over its devices (fit)
+    member_mesh: Any = None  # a 1-D Mesh: the members split over its devices (fit_many)
 
 
 class Members(NamedTuple):
@@ -258,10 +260,21 @@ def blocks_epoch(plan: Plan, members: Members, settings: Settings, data: Data, e
     block = (members.params, members.opt_state, settings.hparams, settings.l2, member_keys)
     run = partial(block_epoch, plan, data, epoch, shared_key)
     if plan.blocks == 1:
-        return run(block)
-    split = lambda a: a.reshape((plan.blocks, -1) + a.shape[1:])
-    merge = lambda a: a.reshape((-1,) + a.shape[2:])
-    return jax.tree.map(merge, jax.lax.map(run, jax.tree.map(split, block)))
+        return run(_split_members(plan, block, 0))
+    # member m runs in block m % blocks: each device's share of the members (a contiguous range
+    # of m) is a share of every block
+    split = lambda a: jnp.swapaxes(a.reshape((-1, plan.blocks) + a.shape[1:]), 0, 1)
+    merge = lambda a: jnp.swapaxes(a, 0, 1).reshape((-1,) + a.shape[2:])
+    blocks = _split_members(plan, jax.tree.map(split, block), 1)
+    return jax.tree.map(merge, jax.lax.map(run, blocks))
+
+
+def _split_members(plan: Plan, tree: Any, axis: int) -> Any:
+    """``tree``'s member axis (``axis``) split over ``plan.member_mesh`` (if any)."""
+    if plan.member_mesh is None:
+        return tree
+    spec = PartitionSpec(*([None] * axis), plan.member_mesh.axis_names[0])
+    return jax.lax.with_sharding_constraint(tree, NamedSharding(plan.member_mesh, spec))
 
 
 # ----------------------------------------------------------------------------- the chunk

@@ -209,7 +209,7 @@ def as_targets(net: MLP, y, x_shape: tuple[int, ...], dtype) -> Array:
     y = jnp.asarray(y)
     batch, n_out = x_shape[:-1], net.sizes[-1]
     if net.loss in CLASSIFICATION and not isinstance(y, jax.core.Tracer):
-        check_target_values(net, np.asarray(y))  # values are concrete only outside jit / vmap
+        check_target_values(net, local_values(y))  # concrete only outside jit / vmap
     if y.dtype == jnp.bool_:
         y = y.astype(jnp.int32)
     if jnp.issubdtype(y.dtype, jnp.integer):
@@ -234,6 +234,14 @@ def as_targets(net: MLP, y, x_shape: tuple[int, ...], dtype) -> Array:
             )
         t = y.astype(dtype)
     return jnp.atleast_2d(t)
+
+
+def local_values(a) -> np.ndarray:
+    """The values of ``a`` this process holds: all of them, unless ``a`` is a global array
+    spread over several processes (then this process's rows)."""
+    if isinstance(a, jax.Array) and not a.is_fully_addressable:
+        return np.concatenate([np.asarray(s.data) for s in a.addressable_shards])
+    return np.asarray(a)
 
 
 def check_target_values(net: MLP, y: np.ndarray, name: str = "y") -> None:

@@ -33,6 +33,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 BATCH_AXIS = "batch"
@@ -81,4 +82,53 @@ def shard_batch(mesh: Mesh, *arrays) -> tuple[jax.Array, ...]:
 
 def replicate(mesh: Mesh, tree: Any) -> Any:
     """Every array leaf of ``tree`` (params, optimizer state) copied to every device of the mesh."""
-    return jax.device_put(tree, replicated(mesh))
+    return place(tree, replicated(mesh))
+
+
+def _place_leaf(a: Any, sharding: NamedSharding) -> jax.Array:
+    if isinstance(a, jax.Array) and not a.is_fully_addressable:
+        return a if a.sharding == sharding else jax.jit(lambda v: v, out_shardings=sharding)(a)
+    if isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+        data = _place_leaf(jax.random.key_data(a), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(a))
+    if jax.process_count() == 1:
+        return jax.device_put(a, sharding)
+    host = np.asarray(a)  # the same values in every process
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def place(tree: Any, sharding: NamedSharding, keep_global: bool = False) -> Any:
+    """Every leaf of ``tree`` as a global array with ``sharding``, in one or several processes:
+    host values (numpy, or arrays on this process's devices), which every process must pass
+    alike, are placed piece by piece; global arrays (``jax.make_array_from_process_local_data``)
+    are resharded, or kept as they are (``keep_global``: data that lives on each process)."""
+
+    def one(a):
+        if keep_global and isinstance(a, jax.Array) and not a.is_fully_addressable:
+            return a
+        return _place_leaf(a, sharding)
+
+    return jax.tree.map(one, tree)
+
+
+def member_sharding(mesh: Mesh) -> NamedSharding:
+    """Stacked members ``(M, ...)`` split over the mesh: ``M / D`` members per device."""
+    return batch_sharding(mesh)
+
+
+def gather(tree: Any) -> Any:
+    """Every leaf of ``tree`` as a numpy array holding all its values, in every process (leaves
+    spread over several processes are all-gathered)."""
+
+    def one(a):
+        if isinstance(a, jax.Array) and not a.is_fully_addressable and not a.is_fully_replicated:
+            return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+        return np.asarray(a)
+
+    return jax.tree.map(one, tree)
+
+
+def sync(name: str) -> None:
+    """Wait until every process reaches this point (a no-op in one process)."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)

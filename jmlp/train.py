@@ -34,9 +34,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding
 
-from jmlp import engine
+from jmlp import engine, parallel
 from jmlp.arguments import (
     check_choice,
     check_int,
@@ -310,19 +310,20 @@ def _check_key(key: Any, n: int, full: bool, many: bool) -> str:
     raise ValueError(f"key: expected {expected}, got shape {key.shape}")
 
 
-def _check_mesh(mesh: Any, batch: int) -> NamedSharding | None:
+def _check_mesh(mesh: Any, batch: int | None) -> Mesh | None:
+    """The mesh (or None); ``batch`` (fit: split over its devices) a multiple of its size."""
     if mesh is None:
         return None
     if not isinstance(mesh, Mesh) or len(mesh.axis_names) != 1:
         raise TypeError(
             f"mesh: expected a 1-D jax.sharding.Mesh (jmlp.data_mesh()), got {mesh!r:.80}"
         )
-    if batch % mesh.size:
+    if batch is not None and batch % mesh.size:
         raise ValueError(
             f"batch_size: expected a multiple of the mesh size {mesh.size} (each device takes "
             f"batch_size / {mesh.size} examples of every step), got {batch}"
         )
-    return NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
+    return mesh
 
 
 def _evaluation_sets(net: MLP, params: Params, validation, evaluate) -> tuple[list[str], tuple]:
@@ -358,6 +359,7 @@ class _Run(NamedTuple):
     names: list[str]  # history rows, in the engine's order
     n: int  # real members (N); the rest are inactive padding
     key: Any
+    mesh: Any  # the devices the run is placed on, or None
 
 
 def _block_size(net: MLP, batch: int, n: int, block_size: int | None) -> int:
@@ -413,7 +415,7 @@ def _prepare(net, optimizer, x, y, params, opt_state, opts: dict, many: bool) ->
     if not isinstance(shuffle, bool):
         raise TypeError(f"shuffle: expected True or False, got {opts['shuffle']!r}")
     keys = _check_key(opts["key"], n, batch is None or not shuffle, many)
-    split = _check_mesh(opts["mesh"], batch or n_examples)
+    mesh = _check_mesh(opts["mesh"], None if many else batch or n_examples)
     hparams = _hparams(opts["hparams"], n, dtype)
     spec = optimizer_spec(optimizer, hparams, first)
     tol = -np.inf if opts["tol"] is None else _per_member("tol", opts["tol"], n, dtype)
@@ -424,6 +426,8 @@ def _prepare(net, optimizer, x, y, params, opt_state, opts: dict, many: bool) ->
     g = _block_size(net, batch or n_examples, n, opts["block_size"])
     blocks = -(-n // g)
     g = -(-n // blocks)
+    if many and mesh is not None:  # every block split evenly over the devices
+        g = -(-g // mesh.size) * mesh.size
     size = blocks * g
     shared = keys != "each" or batch is None or not shuffle  # every member's batches alike
     plan = Plan(
@@ -437,7 +441,8 @@ def _prepare(net, optimizer, x, y, params, opt_state, opts: dict, many: bool) ->
         track_best=opts["patience"] is not None,
         blocks=blocks,
         chunk=_chunk_size(len(names) + 1 + (opts["nan_policy"] == "skip"), size),
-        split=split,
+        split=None if many or mesh is None else parallel.batch_sharding(mesh),
+        member_mesh=mesh if many else None,
     )
     pad = partial(_pad_host, size=size)
     settings = Settings(
@@ -450,12 +455,27 @@ def _prepare(net, optimizer, x, y, params, opt_state, opts: dict, many: bool) ->
         else (_pad(opts["key"], n, size) if keys == "each" else opts["key"]),
     )
     members = _starter(plan, size, many)(params, opt_state, settings.hparams)
-    if split is not None:
-        x, t, sets, members, settings = jax.device_put(
-            (x, t, sets, members, settings), NamedSharding(split.mesh, PartitionSpec())
-        )
+    data = Data(x, t, sets)
+    if mesh is not None:
+        data = parallel.place(data, parallel.replicated(mesh), keep_global=True)
+        members, settings = _on_mesh(plan, mesh, members, settings)
     names = ["loss"] + (["skipped"] if plan.mode == "skip" else []) + names
-    return _Run(plan, members, settings, Data(x, t, sets), names, n, opts["key"])
+    return _Run(plan, members, settings, data, names, n, opts["key"], mesh)
+
+
+def _member_sharding(plan: Plan, mesh: Mesh) -> NamedSharding:
+    """Members split over the devices (fit_many), or replicated (fit, whose batch is split)."""
+    split = plan.member_mesh is not None
+    return parallel.member_sharding(mesh) if split else parallel.replicated(mesh)
+
+
+def _on_mesh(plan: Plan, mesh: Mesh, members: Members, settings: Settings) -> tuple:
+    """Members and settings placed on the mesh's devices (a key shared by all replicated)."""
+    each = _member_sharding(plan, mesh)
+    shared_key = settings.keys is not None and settings.keys.ndim == 0
+    keys = parallel.place(settings.keys, parallel.replicated(mesh) if shared_key else each)
+    settings = parallel.place(settings._replace(keys=None), each)._replace(keys=keys)
+    return parallel.place(members, each), settings
 
 
 def _compiled(plan: Plan) -> tuple[Callable, Callable]:
@@ -483,19 +503,21 @@ MEMBER_FIELDS = ("active", "code", "epochs_run", "best_loss", "best_epoch")
 
 
 def _save(path, run: _Run, members: Members, history: np.ndarray, epoch: int, many: bool) -> None:
-    """Params, optimizer state, epoch, key, the history and every member's stopping state."""
+    """Params, optimizer state, epoch, key, the history and every member's stopping state,
+    written by process 0 (the others wait until the file is complete)."""
     own = partial(_own, n=run.n, many=many)
+    host = parallel.gather(members)
     meta = {
         "history": {k: own(history[:, i, :].T).tolist() for i, k in enumerate(run.names)},
-        "members": {f: np.asarray(getattr(members, f))[: run.n].tolist() for f in MEMBER_FIELDS},
+        "members": {f: getattr(host, f)[: run.n].tolist() for f in MEMBER_FIELDS},
     }
-    extra = (
-        None
-        if members.best is None
-        else {"params": own(members.best[0]), "opt_state": own(members.best[1])}
+    best = (
+        None if host.best is None else {"params": own(host.best[0]), "opt_state": own(host.best[1])}
     )
-    save_checkpoint(path, params=own(members.params), opt_state=own(members.opt_state),
-                    epoch=epoch, key=run.key, metadata=meta, extra=extra)  # fmt: skip
+    if jax.process_index() == 0:
+        save_checkpoint(path, params=own(host.params), opt_state=own(host.opt_state),
+                        epoch=epoch, key=run.key, metadata=meta, extra=best)  # fmt: skip
+    parallel.sync("jmlp checkpoint written")
 
 
 def _key_bits(key: Any) -> np.ndarray | None:
@@ -507,19 +529,19 @@ def _key_bits(key: Any) -> np.ndarray | None:
 
 def _resume(path, run: _Run, many: bool) -> tuple[Members, np.ndarray, int]:
     """Members, history ``(E, K, M)`` and epochs done from the checkpoint at ``path``."""
-    own = partial(_own, n=run.n, many=many)
     members, size = run.members, run.members.active.shape[0]
+
+    def like(tree):  # the user's view of the padded members' leaves, as shapes
+        lead = (run.n,) if many else ()
+        return jax.tree.map(lambda a: jax.ShapeDtypeStruct(lead + a.shape[1:], a.dtype), tree)
+
     best = (
         None
         if members.best is None
-        else {"params": own(members.best[0]), "opt_state": own(members.best[1])}
+        else {"params": like(members.best[0]), "opt_state": like(members.best[1])}
     )
-    ck = load_checkpoint(
-        path,
-        like_params=own(members.params),
-        like_opt_state=own(members.opt_state),
-        like_extra=best,
-    )
+    ck = load_checkpoint(path, like_params=like(members.params),
+                         like_opt_state=like(members.opt_state), like_extra=best)  # fmt: skip
     given, saved = _key_bits(run.key), _key_bits(ck.key)
     if given is not None and saved is not None and not np.array_equal(given, saved):
         raise ValueError(f"key: differs from the key saved in the checkpoint {path}")
@@ -551,6 +573,8 @@ def _resume(path, run: _Run, many: bool) -> tuple[Members, np.ndarray, int]:
         restored[f] = jnp.asarray(values)
     best = None if ck.extra is None else padded((ck.extra["params"], ck.extra["opt_state"]))
     members = Members(padded(ck.params), padded(ck.opt_state), best=best, **restored)
+    if run.mesh is not None:
+        members = parallel.place(members, _member_sharding(run.plan, run.mesh))
     history = np.full((ck.epoch, len(run.names), size), np.nan)
     for i, name in enumerate(run.names):
         values = np.asarray(meta["history"].get(name, []), float).reshape(-1, ck.epoch)
@@ -612,7 +636,7 @@ def _train(run: _Run, epochs: int, opts: dict, many: bool) -> tuple[Members, np.
     chunk, _ = _compiled(run.plan)
     bar = Progress(epochs, start) if opts["progress"] else None
     rows, e, saved, per_epoch, calls = [history], start, start, None, 0
-    active = np.asarray(members.active)
+    active = parallel.gather(members.active)
     try:
         while e < epochs and active.any():
             count = _chunk_length(e, epochs, run.plan.chunk, opts, per_epoch)
@@ -620,7 +644,7 @@ def _train(run: _Run, epochs: int, opts: dict, many: bool) -> tuple[Members, np.
             members, rows_k, done = chunk(
                 members, run.settings, run.data, jnp.int32(e), jnp.int32(count)
             )
-            rows_k, done, active = jax.device_get((rows_k, done, members.active))
+            rows_k, done, active = parallel.gather((rows_k, done, members.active))
             if calls and done:  # the first call carries the compilation: not a rate
                 per_epoch = (time.perf_counter() - began) / done
             calls += 1
@@ -643,7 +667,7 @@ def _train(run: _Run, epochs: int, opts: dict, many: bool) -> tuple[Members, np.
     finally:
         if bar is not None:
             bar.close()
-    e = int(np.max(np.asarray(members.epochs_run)[: run.n]))  # a non-finite epoch is not done
+    e = int(np.max(parallel.gather(members.epochs_run)[: run.n]))  # a non-finite epoch is not done
     history = np.concatenate(rows)[:e]
     if path is not None and saved != e:
         _save(path, run, members, history, e, many)
@@ -675,7 +699,7 @@ def _finish(run: _Run, members: Members, history: np.ndarray, epochs: int, many:
     if key not in _COMPILED:
         _COMPILED[key] = jax.jit(partial(engine.finish, run.plan, run.n, many))
     params, state = _COMPILED[key](members)
-    host = jax.device_get({f: getattr(members, f) for f in MEMBER_FIELDS})
+    host = parallel.gather({f: getattr(members, f) for f in MEMBER_FIELDS})
     reasons = [
         _reason(int(c), m, host, run, epochs, history) for m, c in enumerate(host["code"][: run.n])
     ]
