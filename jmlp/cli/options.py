@@ -3,9 +3,6 @@
 import argparse
 import re
 
-# Output activation that goes with each loss when --output-activation is not given.
-OUTPUT_FOR_LOSS = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
-
 
 class UsageError(Exception):
     """A bad command line (argparse's own errors), reported in one line with exit status 2."""
