@@ -633,7 +633,7 @@ def _parse_csv(path: str, target: int | str, delimiter: str):
     n_cols = table.cells.shape[1]
     if n_cols < 2:
         seen = [d for d in ";\t| " if d in table.cells[0, 0]]
-        hint = f" (the rows hold {seen[0]!r}: the delimiter?)" if seen else ""
+        hint = f" (its rows hold {seen[0]!r}: is that the delimiter?)" if seen else ""
         raise ValueError(
             f"{path!r}: expected feature columns and a target column, got 1 column{hint}"
         )

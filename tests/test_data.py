@@ -405,7 +405,7 @@ CSV_ERRORS = [
         "column 1 holds '-inf' at line 2",
     ),
     ("empty label", "f,y\n1,a\n2,\n3,b\n", {}, ValueError, "target column 'y' has an empty cell"),
-    ("one column", "1;2;0\n2;3;1\n", {}, ValueError, "1 column \\(the rows hold ';'"),
+    ("one column", "1;2;0\n2;3;1\n", {}, ValueError, "1 column \\(its rows hold ';'"),
     ("header only", "a,b,y\n", {}, ValueError, "a header row and no data rows"),
     ("string regression", "1,a\n2,b\n", {"task": "regression"}, ValueError, "regression"),
     ("bad task", "1,0\n2,1\n", {"task": "cluster"}, ValueError, "task"),

@@ -63,3 +63,11 @@ def fraction(text: str) -> float:
 def column(text: str) -> int | str:
     """A column index (``"3"``, ``"-1"``) or a column name."""
     return int(text) if re.fullmatch(r"-?\d+", text.strip()) else text
+
+
+def delimiter(text: str) -> str:
+    """One character; ``"tab"`` or ``"\\t"`` for a tab."""
+    text = "\t" if text in ("tab", "\\t") else text
+    if len(text) != 1:
+        raise argparse.ArgumentTypeError(f"expected one character or 'tab', got {text!r}")
+    return text
