@@ -27,6 +27,7 @@ SCRIPTS = {  # script: figures it must write
         "optimizer_losses.png",
     ],
     "backprop_vs_autodiff": ["agreement.png", "time_ratio.png"],
+    "sklearn_comparison": ["accuracy.png"],
 }
 
 
@@ -114,6 +115,14 @@ def test_backprop_vs_autodiff_agreement(results):
     data, _ = results["backprop_vs_autodiff"]
     assert data["max_rel_f64"] < 1e-10
     assert data["max_rel_f32"] < 1e-3
+
+
+def test_sklearn_comparison_scores_both_libraries(results):
+    data, _ = results["sklearn_comparison"]
+    for scores in data["sets"].values():
+        for lib in ("jmlp", "scikit-learn"):
+            assert len(scores[lib]["scores"]) == len(data["seeds"])
+            assert all(0 <= s <= 1 for s in scores[lib]["scores"])
 
 
 def test_digits_reads_small_idx_files(results):
