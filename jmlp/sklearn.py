@@ -30,12 +30,18 @@ from typing import Any
 
 import jax
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import train_test_split
+    from sklearn.utils import check_random_state
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import check_is_fitted, validate_data
+except ImportError as error:
+    raise ImportError(
+        'jmlp.sklearn needs scikit-learn >= 1.6: pip install "jmlp[experiments]"'
+    ) from error
 
 from jmlp import optim
 from jmlp.forward import MLP, forward
@@ -49,7 +55,9 @@ _forward = jax.jit(forward, static_argnums=0)
 
 
 @lru_cache(maxsize=64)
-def make_optimizer(solver: str, lr: float, momentum: float, nesterov: bool, b1, b2, eps):
+def make_optimizer(
+    solver: str, lr: float, momentum: float, nesterov: bool, b1: float, b2: float, eps: float
+):
     """The ``jmlp.optim`` transformation for these settings; the same object for the same
     settings, so that ``jmlp.fit`` reuses its compiled epoch (its cache keys on the optimizer).
 
@@ -79,7 +87,7 @@ def _is_real(value: Any) -> bool:
 def hidden_sizes(value: Any) -> tuple[int, ...]:
     """``hidden_layer_sizes`` as a tuple: an int is one layer, ``()`` none."""
     sizes = (value,) if _is_int(value) else value
-    ok = isinstance(sizes, Sequence) and not isinstance(sizes, str)
+    ok = isinstance(sizes, (Sequence, np.ndarray)) and not isinstance(sizes, str)
     ok = ok and all(_is_int(n) and n >= 1 for n in sizes)
     _check("hidden_layer_sizes", value, ok, "a positive int or a sequence of them")
     return tuple(int(n) for n in sizes)
@@ -147,10 +155,12 @@ class _MLPEstimator(BaseEstimator):
 
     def _check_settings(self) -> None:
         _check("solver", self.solver, self.solver in SOLVERS, f"one of {SOLVERS}")
-        for name in ("learning_rate_init", "alpha", "tol", "momentum", "epsilon"):
+        lr = self.learning_rate_init
+        _check("learning_rate_init", lr, _is_real(lr) and lr > 0, "a number > 0")
+        for name in ("alpha", "tol", "epsilon"):
             value = getattr(self, name)
             _check(name, value, _is_real(value) and value >= 0, "a number >= 0")
-        for name in ("beta_1", "beta_2", "validation_fraction"):
+        for name in ("momentum", "beta_1", "beta_2", "validation_fraction"):
             value = getattr(self, name)
             _check(name, value, _is_real(value) and 0 <= value < 1, "a number in [0, 1)")
         for name in ("max_iter", "n_iter_no_change"):
