@@ -389,7 +389,13 @@ def test_npz_default_and_named_keys(tmp_path):
 
 
 CSV_ERRORS = [
-    ("bad feature", "f1,f2,y\n1,2,0\nx,3,1\n1,2,1\n", {}, ValueError, "column 'f1'.*line 3"),
+    (
+        "bad feature",
+        "f1,f2,y\n1,2,0\nx,3,1\n1,2,1\n",
+        {},
+        ValueError,
+        "'f1' is not numeric \\('x'\\) at line 3",
+    ),
     ("bad feature no header", "1,2,0\n1,oops,1\n3,3,1\n", {}, ValueError, "column 1"),
     ("target range", "1,2,0\n2,3,1\n", {"target": 3}, ValueError, "out of range"),
     ("named, no header", "1,2,0\n2,3,1\n", {"target": "y"}, ValueError, "no header"),
