@@ -2,7 +2,9 @@
 
 A training run is configured by, in order of precedence: the command line, ``--config FILE``
 (the ``config.json`` of an earlier run), the preset of the built-in data set (``PRESETS``), and
-``DEFAULTS``. The resolved configuration is written to the run folder with the metrics.
+``DEFAULTS``. The resolved configuration is written to the run folder with the metrics, the
+preprocessing and the checkpoint (the layout: ``jmlp.runs``). ``--resume RUN_FOLDER`` continues
+a run with its own configuration, to a larger ``--epochs``.
 """
 
 import argparse
