@@ -235,7 +235,7 @@ class _MLPEstimator(BaseEstimator):
                 f"yet (rule: loss not improving by tol={self.tol} for {self.n_iter_no_change} "
                 "epochs)",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,  # the caller of fit
             )
         return self
 
