@@ -29,7 +29,7 @@ import optax
 from common import parse_args, save_json, table
 
 import jmlp
-from jmlp.ensemble import fit_many, init_many
+from jmlp import fit_many, init_many
 from jmlp.per_example import per_example_grad_norms, per_example_grads
 
 CONFIG = {

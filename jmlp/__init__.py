@@ -13,11 +13,13 @@ from jmlp.backprop import custom_vjp_loss as custom_vjp_loss
 from jmlp.checkpoint import Checkpoint as Checkpoint
 from jmlp.checkpoint import load_checkpoint as load_checkpoint
 from jmlp.checkpoint import save_checkpoint as save_checkpoint
-from jmlp.ensemble import EnsembleResult as EnsembleResult
+from jmlp.ensemble import Grid as Grid
+from jmlp.ensemble import at_best as at_best
 from jmlp.ensemble import ensemble_predict as ensemble_predict
 from jmlp.ensemble import ensemble_predict_proba as ensemble_predict_proba
-from jmlp.ensemble import fit_many as fit_many
+from jmlp.ensemble import grid as grid
 from jmlp.ensemble import init_many as init_many
+from jmlp.ensemble import member as member
 from jmlp.ensemble import summarize as summarize
 from jmlp.forward import MLP as MLP
 from jmlp.forward import forward as forward
@@ -35,8 +37,10 @@ from jmlp.parallel import data_mesh as data_mesh
 from jmlp.per_example import per_example_grad_norms as per_example_grad_norms
 from jmlp.per_example import per_example_grads as per_example_grads
 from jmlp.runs import load_run as load_run
+from jmlp.train import EnsembleResult as EnsembleResult
 from jmlp.train import FitResult as FitResult
 from jmlp.train import NonFiniteLossError as NonFiniteLossError
 from jmlp.train import fit as fit
+from jmlp.train import fit_many as fit_many
 
 __version__ = "0.1.0"

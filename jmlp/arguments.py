@@ -66,13 +66,18 @@ def training_arrays(net: MLP, params: Params, x, y, names: tuple[str, str]) -> t
     return xb, t
 
 
-def validation_arrays(net: MLP, params: Params, validation) -> tuple[Array, Array] | None:
-    """``validation = (x_val, y_val)`` (or None) checked as :func:`training_arrays`."""
+def validation_arrays(
+    net: MLP, params: Params, validation, name: str = "validation"
+) -> tuple[Array, Array] | None:
+    """``validation = (x_val, y_val)`` (or None) checked as :func:`training_arrays`; errors
+    name it ``name``."""
     if validation is None:
         return None
     if not isinstance(validation, (tuple, list)) or len(validation) != 2:
-        raise TypeError(
-            f"validation: expected a pair (x_val, y_val), got {type(validation).__name__}"
-        )
-    names = ("validation[0] (x_val)", "validation[1] (y_val)")
+        raise TypeError(f"{name}: expected a pair (x, y), got {type(validation).__name__}")
+    names = (
+        (f"{name}[0] (x_val)", f"{name}[1] (y_val)")
+        if name == "validation"
+        else (f"{name}[0] (x)", f"{name}[1] (y)")
+    )
     return training_arrays(net, params, *validation, names)

@@ -4,6 +4,7 @@ File layout (format version 1): one numpy ``.npz`` archive holding
 
     "params/<path>"      one array per leaf of ``params``
     "opt_state/<path>"   one array per leaf of ``opt_state`` (absent when it has no leaves)
+    "extra/<path>"       one array per leaf of ``extra`` (more state, e.g. the best epoch's params)
     "epoch"              int64 scalar
     "key"                the PRNG key's raw data, ``jax.random.key_data(key)`` (only if saved)
     "metadata"           0-d unicode array holding a JSON object, below
@@ -61,6 +62,7 @@ class Checkpoint(NamedTuple):
     epoch: int
     key: jax.Array | None
     metadata: dict
+    extra: Any = None
 
 
 def _entry_name(entry: Any) -> str:
@@ -126,12 +128,12 @@ def _encode_key(key: Any) -> tuple[np.ndarray | None, dict | None]:
 
 
 def _encode(
-    params: Any, opt_state: Any, epoch: int, key: Any, metadata: dict | None
+    params: Any, opt_state: Any, epoch: int, key: Any, metadata: dict | None, extra: Any = None
 ) -> dict[str, np.ndarray]:
     """Every array of the archive, "metadata" JSON included (see the module docstring)."""
     if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
         raise ValueError(f"epoch: expected an int >= 0, received {epoch!r}")
-    named, treedef = _flatten({"params": params, "opt_state": opt_state})
+    named, treedef = _flatten({"params": params, "opt_state": opt_state, "extra": extra})
     arrays = {name: np.asarray(leaf) for name, leaf in named.items()}
     leaves = {name: {"shape": list(a.shape), "dtype": str(a.dtype)} for name, a in arrays.items()}
     arrays = {name: _to_host(name, a) for name, a in arrays.items()}
@@ -187,6 +189,7 @@ def save_checkpoint(
     epoch: int = 0,
     key: jax.Array | None = None,
     metadata: dict | None = None,
+    extra: Any = None,
 ) -> Path:
     """Write params, optimizer state, epoch and PRNG key atomically to one ``.npz`` file.
 
@@ -199,11 +202,12 @@ def save_checkpoint(
     - `epoch`: int >= 0, the number of epochs done.
     - `key`: a ``jax.random.key`` (any impl) or a legacy uint32 ``jax.random.PRNGKey``, or None.
     - `metadata`: JSON-serialisable dict, returned as ``Checkpoint.metadata`` on load.
+    - `extra`: a pytree of arrays kept beside them (``jmlp.fit`` keeps its best epoch's state).
 
     **Returns:** the target path.
     """
     target = Path(path)
-    arrays = _encode(params, opt_state, epoch, key, metadata)
+    arrays = _encode(params, opt_state, epoch, key, metadata, extra)
     _atomic_write(target, arrays)
     return target
 
@@ -324,7 +328,11 @@ def _as_lists(node: Any) -> Any:
 
 
 def load_checkpoint(
-    path: str | os.PathLike, *, like_params: Any = None, like_opt_state: Any = None
+    path: str | os.PathLike,
+    *,
+    like_params: Any = None,
+    like_opt_state: Any = None,
+    like_extra: Any = None,
 ) -> Checkpoint:
     """Read a checkpoint written by `save_checkpoint`, rebuilt with the templates' structure.
 
@@ -338,6 +346,7 @@ def load_checkpoint(
     - `like_opt_state`: template for the optimizer state: ``optimizer.init(params)`` of the
       optimizer that wrote the file (``jmlp.optim.adam(lr)``, ``optax.adam(lr)``, ...: their
       states differ); None skips the stored optimizer state (``Checkpoint.opt_state`` is None).
+    - `like_extra`: template for the ``extra`` tree, or None to skip it.
 
     **Returns:** ``Checkpoint(params, opt_state, epoch, key, metadata)`` with jax array leaves.
 
@@ -347,15 +356,16 @@ def load_checkpoint(
     target = Path(path)
     if not target.is_file():
         raise FileNotFoundError(f"no checkpoint file at {target}")
-    prefixes = ("params/",) if like_opt_state is None else ("params/", "opt_state/")
     with _open_npz(target) as npz:
         meta = _read_metadata(npz, target)
         if like_params is None:
             like_params = _saved_tree(meta, "params", target)
-        template, treedef = _flatten({"params": like_params, "opt_state": like_opt_state})
+        likes = {"params": like_params, "opt_state": like_opt_state, "extra": like_extra}
+        template, treedef = _flatten(likes)
+        prefixes = tuple(f"{k}/" for k, v in likes.items() if v is not None)
         stored = {n: v for n, v in meta["leaves"].items() if n.startswith(prefixes)}
         _check_leaves(template, stored, target)
         values = [_restore(n, npz[n], like, target) for n, like in template.items()]
         epoch, key = int(npz["epoch"]), _decode_key(npz, meta["key"])
     trees = jax.tree_util.tree_unflatten(treedef, values)
-    return Checkpoint(trees["params"], trees["opt_state"], epoch, key, meta["user"])
+    return Checkpoint(trees["params"], trees["opt_state"], epoch, key, meta["user"], trees["extra"])

@@ -5,6 +5,7 @@ Layer l (1-based, as in the documents) computes ``z^l = h^{l-1} @ W^l + b^l`` an
 transpose of our ``W`` (shape ``(n_in, n_out)``, batch-major).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -134,6 +135,39 @@ class Cache(NamedTuple):
 
     h: list[Array]
     z: list[Array]
+
+
+class Layout(NamedTuple):
+    """Where the batch axis (and a member axis) lives, and how each product of the forward and
+    backward pass is taken there. The passes (:func:`forward_cache`, ``jmlp.backprop``'s delta
+    rule) are written once over these helpers; :func:`batch_major` is the documented layout
+    ``h (B, n)``, and ``jmlp.backprop.member_columns`` the ensemble layout ``h (G, n, B)``.
+
+    - ``affine(h, layer)``: ``z^l = h^{l-1} W^l + b^l``
+    - ``back(delta, layer)``: ``delta^l W^l^T`` (the delta rule's product, before ``sigma'``)
+    - ``grads(h, delta)``: ``{"W": h^{l-1}^T delta^l, "b": sum_n delta^l_n}``
+    - ``rows(f, arrays, examples)``: ``f``, a table function of rows ``(R, n)``, applied to every
+      example; ``arrays`` in this layout, ``examples`` batch-major ``(B, ...)`` (targets,
+      weights) shared by every member; results in this layout
+    - ``batch_sum(a)``: sum over the batch axis of per-example values
+    """
+
+    affine: Callable
+    back: Callable
+    grads: Callable
+    rows: Callable
+    batch_sum: Callable
+
+
+def batch_major(net: "MLP") -> Layout:
+    """The layout of the documents' batch form: ``h (B, n)``, ``W (n_in, n_out)``."""
+    return Layout(
+        affine=lambda h, layer: matmul(net, h, layer["W"]) + layer["b"][None, :],
+        back=lambda delta, layer: matmul(net, delta, layer["W"].T),
+        grads=lambda h, delta: {"W": matmul(net, h.T, delta), "b": jnp.sum(delta, axis=0)},
+        rows=lambda f, arrays, examples: f(*arrays, *examples),
+        batch_sum=lambda a: jnp.sum(a, axis=0),
+    )
 
 
 def matmul(net: MLP, a: Array, b: Array) -> Array:
@@ -276,12 +310,14 @@ def check_target_values(net: MLP, y: np.ndarray, name: str = "y") -> None:
         )
 
 
-def forward_cache(net: MLP, params: Params, x: Array) -> Cache:
-    """Forward pass of a batch ``x (B, n_in)`` keeping every ``z^l (B, n_l)`` and ``h^l``."""
+def forward_cache(net: MLP, params: Params, x: Array, layout: Layout | None = None) -> Cache:
+    """Forward pass of a batch ``x (B, n_in)`` keeping every ``z^l (B, n_l)`` and ``h^l``
+    (``layout``: another arrangement of the same products, default :func:`batch_major`)."""
+    layout = layout or batch_major(net)
     h, zs, hs = x, [], [x]
     for layer, act in zip(params, net.activations):
-        z = matmul(net, h, layer["W"]) + layer["b"][None, :]
-        h = act.fn(z)
+        z = layout.affine(h, layer)
+        h = act.fn(z) if act.deriv is not None else layout.rows(act.fn, (z,), ())
         zs.append(z)
         hs.append(h)
     return Cache(hs, zs)
@@ -311,8 +347,11 @@ def example_scale(net: MLP, batch: int, weights, dtype) -> Array:
 
 
 def l2_penalty(params: Params, l2) -> Array:
-    """``l2 / 2 * sum_l ||W^l||^2`` (weights only; biases are not penalised)."""
-    return 0.5 * l2 * sum(jnp.sum(layer["W"] ** 2) for layer in params)
+    """``l2 / 2 * sum_l ||W^l||^2`` (weights only; biases are not penalised). With ``l2 (G,)``
+    and stacked params ``W (G, n_in, n_out)``: one penalty per member, ``(G,)``."""
+    lead = jnp.ndim(l2)
+    squares = [jnp.sum(p["W"] ** 2, axis=tuple(range(lead, p["W"].ndim))) for p in params]
+    return 0.5 * l2 * sum(squares)
 
 
 def loss(net: MLP, params: Params, x, y, *, l2=0.0, weights=None) -> Array:

@@ -1,12 +1,21 @@
-"""Predictions and metrics: class decisions, accuracy, error rate, R², validation metrics."""
+"""Predictions and metrics: class decisions, accuracy, error rate, R², validation metrics.
+
+Every public function takes the params of one network or stacked params (``W (N, n_in,
+n_out)``, as ``jmlp.fit_many`` returns them): then it runs jitted over the members and returns
+one value (or one prediction array) per member, leading axis N.
+"""
+
+from functools import partial, wraps
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jmlp.forward import (
     MLP,
     as_inputs,
     as_targets,
+    check_target_values,
     example_scale,
     forward,
     forward_cache,
@@ -30,8 +39,11 @@ def decide(net: MLP, rows: Array) -> Array:
     return jnp.argmax(rows, axis=-1).astype(jnp.int32)
 
 
-def _accuracy_rows(net: MLP, out: Array, t: Array) -> Array:
-    return jnp.mean((decide(net, out) == decide(net, t)).astype(out.dtype))
+def _rates(net: MLP, out: Array, t: Array) -> tuple[Array, Array]:
+    """``(accuracy, error)``: the fractions of decisions equal to and different from the
+    targets' (each counted, so both are exact fractions)."""
+    same = decide(net, out) == decide(net, t)
+    return jnp.mean(same.astype(out.dtype)), jnp.mean((~same).astype(out.dtype))
 
 
 def _r2_rows(out: Array, t: Array) -> Array:
@@ -39,12 +51,39 @@ def _r2_rows(out: Array, t: Array) -> Array:
     return 1 - ss_res / jnp.sum((t - jnp.mean(t, axis=0, keepdims=True)) ** 2)
 
 
+def _stacked(params: Params) -> bool:
+    return isinstance(params, (list, tuple)) and bool(params) and jnp.ndim(params[0].get("W")) == 3
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _over_members(fn, net: MLP, params: Params, *args):
+    return jax.vmap(lambda p: fn(net, p, *args))(params)
+
+
+def per_member(fn):
+    """Let ``fn(net, params, x, ...)`` also take stacked params: checked on member 0, then run
+    jitted over every member (``jax.vmap``), results with a leading member axis."""
+
+    @wraps(fn)
+    def wrapped(net: MLP, params: Params, *args):
+        if not _stacked(params):
+            return fn(net, params, *args)
+        jax.eval_shape(partial(fn, net), jax.tree.map(lambda a: a[0], params), *args)
+        if len(args) == 2 and net.loss in CLASSIFICATION:  # label values, checked on the host
+            check_target_values(net, np.asarray(args[1]))
+        return _over_members(fn, net, params, *args)
+
+    return wrapped
+
+
+@per_member
 def predict_proba(net: MLP, params: Params, x) -> Array:
     """The network output ``h^L``, ``(B, n_out)`` for ``x (B, n_in)``: class probabilities for
     softmax / sigmoid outputs, scores for hinge, values for regression."""
     return forward(net, params, x)
 
 
+@per_member
 def predict(net: MLP, params: Params, x) -> Array:
     """Predictions for ``x (B, n_in)`` (or ``(n_in,)``). Classifiers give int32 labels ``(B,)``:
     ``argmax_k h^L_k`` (cross-entropy; hinge with several outputs), ``h^L > 0.5`` (binary
@@ -67,17 +106,20 @@ def _rows(net: MLP, params: Params, x, y, name: str) -> tuple[Array, Array]:
     return forward(net, params, xb), t
 
 
+@per_member
 def accuracy(net: MLP, params: Params, x, y) -> Array:
     """Fraction of examples whose :func:`predict` equals the label; ``y`` integer labels ``(B,)``
     or target rows ``(B, n_out)`` (decided by the same rule). Multi-label: over all entries."""
-    return _accuracy_rows(net, *_rows(net, params, x, y, "accuracy"))
+    return _rates(net, *_rows(net, params, x, y, "accuracy"))[0]
 
 
+@per_member
 def error_rate(net: MLP, params: Params, x, y) -> Array:
     """``1 - accuracy``: document 003's ``mean(prediction != t)``."""
-    return 1 - accuracy(net, params, x, y)
+    return _rates(net, *_rows(net, params, x, y, "error_rate"))[1]
 
 
+@per_member
 def r2_score(net: MLP, params: Params, x, y) -> Array:
     """Coefficient of determination over all outputs, ``y (B, n_out)``:
     ``1 - sum (t - h^L)^2 / sum (t - mean_n t)^2`` (column means; scikit-learn's
@@ -100,6 +142,5 @@ def validation_metrics(net: MLP, params: Params, val: tuple[Array, Array]) -> li
     scale = example_scale(net, x.shape[0], None, x.dtype)
     value = jnp.sum(scale * per_example_loss(net, cache, t))
     if net.loss in CLASSIFICATION:
-        acc = _accuracy_rows(net, cache.h[-1], t)
-        return [value, acc, 1 - acc]
+        return [value, *_rates(net, cache.h[-1], t)]
     return [value, _r2_rows(cache.h[-1], t)]

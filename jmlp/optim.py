@@ -52,6 +52,41 @@ class AdamState(NamedTuple):
     nu: Params  # second moment v
 
 
+class _Same:
+    """A setting compared by identity (an array, a schedule): equal only to itself."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.value is self.value
+
+    def __hash__(self) -> int:
+        return id(self.value)
+
+
+class Transform(optax.GradientTransformation):
+    """An ``optax.GradientTransformation(init, update)`` that also keeps the settings it was built
+    from: two transformations built with equal settings compare equal and hash alike, so
+    ``jmlp.fit`` reuses its compiled loop for a fresh but equal optimizer. Settings that are
+    Python numbers, strings or bools compare by value; arrays and schedules by identity."""
+
+    def __new__(cls, init, update, settings: tuple):
+        self = super().__new__(cls, init, update)
+        plain = (bool, int, float, str, type(None))
+        self.settings = tuple(v if isinstance(v, plain) else _Same(v) for v in settings)
+        return self
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.settings == self.settings
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self.settings)
+
+
 # ---------------------------------------------------------------------------------------------
 # Checks and small helpers
 
@@ -132,7 +167,7 @@ def sgd(learning_rate: ScalarOrSchedule) -> optax.GradientTransformation:
         updates = jax.tree.map(lambda g: -_like(eta, g) * g, grads)
         return updates, SgdState(count=optax.safe_increment(state.count))
 
-    return optax.GradientTransformation(init, update)
+    return Transform(init, update, ("sgd", learning_rate))
 
 
 def momentum(learning_rate: ScalarOrSchedule, gamma: float = 0.9) -> optax.GradientTransformation:
@@ -164,7 +199,7 @@ def momentum(learning_rate: ScalarOrSchedule, gamma: float = 0.9) -> optax.Gradi
         updates = jax.tree.map(jnp.negative, velocity)
         return updates, MomentumState(optax.safe_increment(state.count), velocity)
 
-    return optax.GradientTransformation(init, update)
+    return Transform(init, update, ("momentum", learning_rate, gamma))
 
 
 def ema_momentum(
@@ -195,7 +230,7 @@ def ema_momentum(
         updates = jax.tree.map(lambda m: -_like(eta, m) * m, mu)
         return updates, EmaMomentumState(optax.safe_increment(state.count), mu)
 
-    return optax.GradientTransformation(init, update)
+    return Transform(init, update, ("ema_momentum", learning_rate, beta))
 
 
 def nesterov(learning_rate: ScalarOrSchedule, gamma: float = 0.9) -> optax.GradientTransformation:
@@ -228,7 +263,7 @@ def nesterov(learning_rate: ScalarOrSchedule, gamma: float = 0.9) -> optax.Gradi
         )
         return updates, MomentumState(optax.safe_increment(state.count), velocity)
 
-    return optax.GradientTransformation(init, update)
+    return Transform(init, update, ("nesterov", learning_rate, gamma))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,7 +317,7 @@ def rmsprop(
         updates = jax.tree.map(lambda g, s: scaled(g, s, eta), grads, nu)
         return updates, RmspropState(optax.safe_increment(state.count), nu)
 
-    return optax.GradientTransformation(init, update)
+    return Transform(init, update, ("rmsprop", learning_rate, decay, eps, eps_inside_sqrt))
 
 
 def _adam_moments(grads: Params, state: AdamState, b1: Any, b2: Any) -> AdamState:
@@ -351,7 +386,7 @@ def adam(
         direction = _adam_direction(state, b1, b2, eps_in, eps_out)
         return jax.tree.map(lambda d: -_like(eta, d) * d, direction), state
 
-    return optax.GradientTransformation(_adam_init, update)
+    return Transform(_adam_init, update, ("adam", learning_rate, b1, b2, eps, eps_inside_sqrt))
 
 
 def adamw(
@@ -391,7 +426,9 @@ def adamw(
         )
         return updates, state
 
-    return optax.GradientTransformation(_adam_init, update)
+    return Transform(
+        _adam_init, update, ("adamw", learning_rate, b1, b2, eps, weight_decay, eps_inside_sqrt)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,4 +469,4 @@ def add_l2(reg: float) -> optax.GradientTransformation:
         _need_params(params, "add_l2")
         return jax.tree_util.tree_map_with_path(add, grads, params), state
 
-    return optax.GradientTransformation(init, update)
+    return Transform(init, update, ("add_l2", reg))

@@ -1,11 +1,12 @@
 """Run folders: what ``jmlp train`` writes, read back to predict with (or to continue training).
 
 A run folder holds ``config.json`` (the settings), ``preprocessing.json``, ``metrics.csv``,
-``checkpoint.npz``, ``loss.png`` and, for classifiers, ``confusion.png``; with early stopping also
-``last.npz``, the state after the last epoch (``checkpoint.npz`` holds the best epoch's), which
-``jmlp train --resume`` continues. ``checkpoint.npz`` is self-contained: besides params, optimizer
-state, epoch and key, its metadata holds ``"net"`` (the spec), ``"preprocessing"``, ``"config"``
-and ``"history"``, so :func:`load_run` needs no other file and no template.
+``checkpoint.npz`` (the trained model), ``last.npz`` (``jmlp.fit``'s training state after the
+last epoch, which ``jmlp train --resume`` continues), ``loss.png`` and, for classifiers,
+``confusion.png``. ``checkpoint.npz`` is self-contained: besides params (with early stopping, the
+best epoch's), optimizer state, epoch and key, its metadata holds ``"net"`` (the spec),
+``"preprocessing"``, ``"config"`` and ``"history"``, so :func:`load_run` needs no other file and
+no template.
 """
 
 import dataclasses

@@ -1,25 +1,29 @@
-"""Training: ``fit`` runs each epoch as one compiled ``lax.scan``.
+"""Training: ``fit`` (one network) and ``fit_many`` (N networks), one engine.
 
-One epoch is one jitted call over the data already on device (passed as arguments):
+Both run the compiled loop of :mod:`jmlp.engine` over a member axis, ``fit`` as its one-member
+case: the data order, masking, stopping rules (``tol``, ``patience``), NaN policy, validation and
+evaluation metrics, callbacks, checkpoints and the device mesh are the same code for both, and
+member m of ``fit_many`` is ``fit`` of member m alone.
 
-    perm = permutation(fold_in(key, epoch), N)       (epoch = 0, 1, ...; no shuffle for one
-                                                      full batch, which needs no key)
-    S = ceil(N / B) steps; perm is padded to S * B and the pad masked by weights w_n in {0, 1},
-    so every step has shape (B, ...) and L_s = sum_n w_n l_n / sum_n w_n (reduction "mean").
-    for s = 1..S:  (L_s, g) = backprop(net, params, x[idx_s], t[idx_s], l2, weights=w_s)
-                   updates, state = optimizer.update(g, state, params);  params += updates
-    epoch loss = sum_s n_s L_s / N ("mean") or sum_s L_s ("sum"), n_s real examples of step s,
-    each L_s taken at the params before step s; validation metrics at the params after the epoch.
+One compiled call runs a chunk of up to ``CHUNK`` epochs; the host receives the history once per
+chunk, and once per epoch only when a callback asks for it (with a progress line, chunks are
+sized to about a quarter of a second). A run of epochs in one chunk and one epoch per chunk give
+the same bits.
 
-The step indices come from a small jitted function of (key, epoch), compiled once per (N, B)
-and shared by every net (the threefry permutation is slow to compile), handed to the epoch as
-a device array. The epoch's loss and validation metrics reach the host as one small vector: one
-transfer per epoch. The compiled epoch is cached per (net, optimizer, gradient, nan_policy) and
-by jax per shape, so a second ``fit`` with the same shapes does not recompile.
+No recompilation for equal work: the compiled chunk is cached per static plan (the net, the
+optimizer's key, the gradient, layout, batch, NaN policy) and by jax per shape. An optimizer's
+key is its value for :mod:`jmlp.optim`'s transformations (equal settings, equal key) and, for any
+other optax transformation or optimizer function, the jaxprs of its ``init`` and ``update``
+traced at the params' shapes (with their constants): a fresh but equal ``optax.adam(1e-3)``
+reuses the compiled loop, ``optax.adam(2e-3)`` does not. Hyper-parameters passed as data
+(``hparams``, ``l2``, ``tol``, ``patience``) never recompile.
 """
 
+import hashlib
+import inspect
 import math
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -30,26 +34,35 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jmlp import engine
 from jmlp.arguments import (
     check_choice,
     check_int,
-    check_number,
     check_optimizer,
     training_arrays,
     validation_arrays,
 )
-from jmlp.backprop import autodiff, backprop
 from jmlp.checkpoint import load_checkpoint, save_checkpoint
-from jmlp.forward import MLP
+from jmlp.engine import Data, Members, Plan, Settings
+from jmlp.forward import MLP, check_params
 from jmlp.init import Params
-from jmlp.metrics import validation_metrics, validation_names
+from jmlp.metrics import validation_names
+from jmlp.optim import Transform
+from jmlp.progress import Progress
 
 Array = jax.Array
-GRADIENTS = {"backprop": backprop, "autodiff": autodiff}
+GRADIENTS = ("backprop", "autodiff")
 NAN_POLICIES = ("stop", "skip")
-_CACHE: dict = {}  # (id(optimizer), net, ...) -> (optimizer kept alive, jitted epoch)
-_CACHE_SIZE = 64
-_STATS = {"traces": 0}  # epoch functions traced (compiled) so far; the tests read it
+CHUNK = 64  # epochs of history one compiled call holds
+STOPPED = {
+    engine.MAX_EPOCHS: "max epochs",
+    engine.TOL: "tol",
+    engine.PATIENCE: "early stopping",
+    engine.NON_FINITE: "non-finite",
+    engine.CALLBACK: "callback",
+}
+_COMPILED: dict = {}  # Plan -> jitted chunk (and replay)
+_KEYS: dict = {}  # (id(optimizer), shapes) -> (optimizer, key): an optimizer's key, memoised
 
 
 class FitResult(NamedTuple):
@@ -57,8 +70,9 @@ class FitResult(NamedTuple):
 
     - ``params``, ``opt_state``: after the last epoch (with ``patience``: of the best epoch).
     - ``history``: lists of Python floats, one entry per epoch: ``"loss"``; with validation
-      ``"val_loss"`` and ``"val_accuracy"``, ``"val_error"`` (classifiers) or ``"val_r2"``;
-      with ``nan_policy="skip"`` ``"skipped"`` (steps skipped).
+      ``"val_loss"`` and ``"val_accuracy"``, ``"val_error"`` (classifiers) or ``"val_r2"``; for
+      each ``evaluate`` set ``name`` the same with prefix ``name_``; with ``nan_policy="skip"``
+      ``"skipped"`` (steps skipped).
     - ``epochs_run``: epochs done in all (a resumed run counts the checkpoint's epochs).
     - ``stopped``: why training stopped, in words.
     - ``key``: the key given (epoch e shuffles with ``fold_in(key, e)``; unused for full batch).
@@ -70,6 +84,18 @@ class FitResult(NamedTuple):
     epochs_run: int
     stopped: str
     key: Array | None
+
+
+class EnsembleResult(NamedTuple):
+    """What :func:`fit_many` returns: ``params`` and ``opt_state`` stacked (leading axis N);
+    ``history`` name -> ``np.ndarray (N, E)``, E the epochs run by the longest member, NaN after
+    a member stopped; ``epochs_run (N,)``; ``stopped``, one reason in words per member."""
+
+    params: Params
+    opt_state: Any
+    history: dict[str, np.ndarray]
+    epochs_run: np.ndarray
+    stopped: list[str]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -85,154 +111,124 @@ class NonFiniteLossError(FloatingPointError):
         self.epoch, self.step, self.result = epoch, step, result
 
 
-# ----------------------------------------------------------------------------- one epoch
+# ----------------------------------------------------------------------------- optimizers
 
 
-def _all_finite(tree: Any) -> Array:
-    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+class OptimizerSpec:
+    """An optimizer as the engine uses it: ``make(hparams) -> GradientTransformation`` (traced
+    per member inside ``jax.vmap``), equal to another exactly when their keys are equal."""
+
+    def __init__(self, make: Callable, key: Any):
+        self.make, self.key = make, key
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, OptimizerSpec) and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
 
 
-@partial(jax.jit, static_argnums=(0, 1))
-def epoch_batches(n: int, batch: int, key: Array, epoch: Array) -> tuple[Array, Array | None]:
-    """Indices ``(S, B)`` of the epoch's ``S = ceil(n / B)`` steps, from
-    ``permutation(fold_in(key, epoch), n)`` padded with index 0, and the 0/1 weights of the
-    padded last step (None if B divides n). Compiled apart from the epoch: once per (n, B).
-    The data order of :func:`fit`; ``fit_many`` draws its members' orders with it too."""
-    steps = -(-n // batch)
-    perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
-    pad = steps * batch - n
-    idx = jnp.concatenate([perm, jnp.zeros(pad, perm.dtype)]).reshape(steps, batch)
-    mask = None if pad == 0 else (jnp.arange(steps * batch) < n).reshape(steps, batch)
-    return idx, mask
+def _maker(optimizer: Any, names: tuple[str, ...]) -> Callable:
+    """``hparams -> GradientTransformation`` for a transformation (hparams unused) or a function,
+    called with the hparams as keywords (``lambda lr: optax.adam(lr)``, ``optax.adam`` with
+    ``hparams={"learning_rate": ...}``) or, failing that, as one dict (``lambda h: ...``)."""
+    if callable(getattr(optimizer, "update", None)):
+        check_optimizer(optimizer)
+        if names:
+            raise ValueError(
+                f"hparams: {list(names)} given, but optimizer is a GradientTransformation that "
+                "takes none; pass a function of them, e.g. lambda lr: optax.adam(lr)"
+            )
+        return lambda h: optimizer
+    if not callable(optimizer):
+        raise TypeError(
+            "optimizer: expected an optax.GradientTransformation or a function of the hparams "
+            f"returning one, got {type(optimizer).__name__}"
+        )
+    try:
+        signature = inspect.signature(optimizer)
+    except (TypeError, ValueError):  # a builtin without a signature: try keywords
+        return lambda h: optimizer(**h)
+    for call, bind in ((lambda h: optimizer(**h), lambda: signature.bind(**dict.fromkeys(names))),
+                       (lambda h: optimizer(h), lambda: signature.bind({}))):  # fmt: skip
+        try:
+            bind()
+            return call
+        except TypeError:
+            continue
+    raise TypeError(
+        f"optimizer: a function of the hparams must take them as keywords ({', '.join(names)}) "
+        f"or as one dict; {getattr(optimizer, '__name__', optimizer)}{signature} takes neither"
+    )
 
 
-def _step_fn(net, optimizer, grad_fn, x, t, l2, mode: str, split=None) -> Callable:
-    """One optimizer step for ``lax.scan``. ``mode``: "fast" (no checks), "stop" (freeze at the
-    first step whose loss, new params or new state is non-finite), "skip" (skip such steps).
-    ``split``: a batch sharding; the step's mini-batch is split over its devices (data parallel)."""
-
-    def step(carry, xs):
-        params, state, ok_so_far = carry
-        (xb, tb, w) = (x, t, None) if xs is None else (x[xs[0]], t[xs[0]], xs[1])
-        if split is not None:
-            xb, tb, w = jax.lax.with_sharding_constraint((xb, tb, w), split)
-        value, grads = grad_fn(net, params, xb, tb, l2=l2, weights=w)
-        updates, new_state = optimizer.update(grads, state, params)
-        new_params = optax.apply_updates(params, updates)
-        if mode == "fast":
-            return (new_params, new_state, ok_so_far), (value, jnp.isfinite(value))
-        ok = _all_finite((value, new_params, new_state)) & (ok_so_far if mode == "stop" else True)
-        keep = partial(jax.tree.map, lambda new, old: jnp.where(ok, new, old))
-        return (keep(new_params, params), keep(new_state, state), ok), (value, ok)
-
-    return step
+def _traced_key(make: Callable, hparams: dict, params: Params) -> tuple:
+    """The jaxprs of ``init`` and ``update`` at these shapes, with digests of their constants."""
+    h = {k: jax.ShapeDtypeStruct((), v.dtype) for k, v in hparams.items()}
+    p = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), params)
+    init, state = jax.make_jaxpr(lambda h, p: make(h).init(p), return_shape=True)(h, p)
+    update, out = jax.make_jaxpr(lambda h, g, s, p: make(h).update(g, s, p), return_shape=True)(
+        h, p, state, p
+    )
+    digest = hashlib.sha256()
+    for jaxpr in (init, update):
+        digest.update(str(jaxpr).encode())
+        for c in jaxpr.consts:
+            a = np.asarray(c)
+            digest.update(f"{a.dtype}{a.shape}".encode() + a.tobytes())
+    return digest.hexdigest(), str(jax.tree.structure(state)), str(jax.tree.structure(out))
 
 
-def _epoch(net, optimizer, grad_fn, mode, split, params, opt_state, x, t, idx, weights, l2, val):
-    """One epoch (traced once per shape): a scan over the steps' indices ``idx (S, B)`` and
-    weights (or, with ``idx`` None, one full-batch step). Returns params, opt_state and the
-    metric vector ``[loss, steps not ok, first step not ok (or -1), *validation metrics]``."""
-    _STATS["traces"] += 1
-    n = x.shape[0]
-    step = _step_fn(net, optimizer, grad_fn, x, t, l2, mode, split)
-    carry = (params, opt_state, jnp.array(True))
-    if idx is None:  # one full-batch step (xs None: all of x)
-        (params, opt_state, _), (value, ok) = step(carry, None)
-        values, oks = value[None], ok[None]
-    else:
-        (params, opt_state, _), (values, oks) = jax.lax.scan(step, carry, (idx, weights))
-    if mode == "fast":  # a non-finite update shows in the final state, if not in a later loss
-        oks = oks.at[-1].set(oks[-1] & _all_finite((params, opt_state)))
-    batch = n if idx is None else idx.shape[1]
-    counts = jnp.asarray(np.minimum(batch, n - batch * np.arange(len(oks))), x.dtype)
-    if net.reduction == "mean":
-        counts = counts * oks
-        loss = jnp.sum(jnp.where(oks, values, 0) * counts) / jnp.sum(counts)
-    else:
-        loss = jnp.sum(jnp.where(oks, values, 0))
-    first_bad = jnp.where(jnp.all(oks), -1, jnp.argmin(oks))
-    metrics = [loss, jnp.sum(~oks), first_bad]
-    if val is not None:
-        metrics += validation_metrics(net, params, val)
-    return params, opt_state, jnp.stack([jnp.asarray(m, x.dtype) for m in metrics])
-
-
-def _epoch_function(net, optimizer, gradient, mesh, mode: str) -> Callable:
-    """The jitted epoch for these static settings, from the module cache (no recompile).
-
-    "skip" donates params and optimizer state; "fast" (under ``nan_policy="stop"``) keeps them,
-    as the state to replay the epoch from, step-checked ("stop"), if it ends non-finite."""
-    cache_key = (id(optimizer), net, gradient, mesh, mode)
-    if cache_key not in _CACHE:
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        split = None if mesh is None else NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
-        fn = partial(_epoch, net, optimizer, GRADIENTS[gradient], mode, split)
-        donate = (0, 1) if mode == "skip" else ()
-        _CACHE[cache_key] = (optimizer, jax.jit(fn, donate_argnums=donate))
-    return _CACHE[cache_key][1]
+def optimizer_spec(optimizer: Any, hparams: dict, params: Params) -> OptimizerSpec:
+    """The engine's :class:`OptimizerSpec` for ``optimizer`` and stacked ``params``."""
+    make = _maker(optimizer, tuple(hparams))
+    try:
+        built = make({k: v[0] for k, v in hparams.items()})
+    except Exception as err:
+        raise TypeError(
+            f"optimizer: calling it with the hparams {list(hparams)} of one member failed: {err}"
+        ) from err
+    if not (callable(getattr(built, "init", None)) and callable(getattr(built, "update", None))):
+        raise TypeError(
+            "optimizer: the function must return an optax.GradientTransformation, "
+            f"got {type(built).__name__}"
+        )
+    if isinstance(optimizer, Transform):
+        return OptimizerSpec(make, ("value", optimizer))
+    shapes = tuple((k, v.dtype.name) for k, v in hparams.items())
+    shapes += (str(jax.tree.structure(params)),)
+    shapes += tuple((a.shape[1:], a.dtype.name) for a in jax.tree.leaves(params))
+    memo = (id(optimizer), shapes)
+    if memo not in _KEYS or _KEYS[memo][0] is not optimizer:
+        if len(_KEYS) >= 256:
+            _KEYS.pop(next(iter(_KEYS)))
+        _KEYS[memo] = (optimizer, ("traced", shapes, _traced_key(make, hparams, params)))
+    return OptimizerSpec(make, _KEYS[memo][1])
 
 
 # ----------------------------------------------------------------------------- input checks
 
 
-def _check_settings(net, optimizer, epochs, gradient, nan_policy, opts: dict) -> None:
+OPTIONS = ("batch_size", "key", "validation", "evaluate", "l2", "hparams", "gradient", "tol",
+           "patience", "progress", "callback", "checkpoint_path", "checkpoint_every", "resume",
+           "nan_policy", "mesh", "block_size")  # fmt: skip
+
+
+def _options(arguments: dict) -> dict:
+    """The training options among a caller's ``locals()`` (those it does not take are None)."""
+    return {k: arguments.get(k) for k in OPTIONS}
+
+
+def _check_common(net: Any, epochs: Any, gradient: Any, nan_policy: Any, opts: dict) -> None:
     if not isinstance(net, MLP):
         raise TypeError(f"net: expected a jmlp.MLP, got {type(net).__name__}")
-    check_optimizer(optimizer)
     check_int("epochs", epochs, 1)
     check_choice("gradient", gradient, GRADIENTS)
     check_choice("nan_policy", nan_policy, NAN_POLICIES)
-    check_number("l2", opts["l2"])
-    if opts["tol"] is not None:
-        check_number("tol", opts["tol"])
-    if opts["patience"] is not None:
-        check_int("patience", opts["patience"], 1)
-        if opts["validation"] is None:
-            raise ValueError("patience: early stopping needs validation=(x_val, y_val)")
+    if opts["patience"] is not None and opts["validation"] is None:
+        raise ValueError("patience: early stopping needs validation=(x_val, y_val)")
     if opts["callback"] is not None and not callable(opts["callback"]):
         raise TypeError(f"callback: expected a callable, got {type(opts['callback']).__name__}")
-    _check_checkpointing(opts)
-
-
-def _check_batch_key(batch_size: int | None, n: int, key: Any) -> bool:
-    """Check ``batch_size`` against N and the key; True for one full batch (no shuffle)."""
-    if batch_size is not None:
-        check_int("batch_size", batch_size, 1, n)
-    full = batch_size is None or batch_size == n
-    if key is None and not full:
-        raise TypeError(
-            "key: mini-batch training shuffles every epoch; pass key=jax.random.key(...)"
-        )
-    if key is not None:
-        try:
-            jax.random.fold_in(key, 0)
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"key: expected a jax.random.key, got {key!r:.60}") from err
-    return full
-
-
-def _check_mesh(mesh: Any, batch: int) -> None:
-    if mesh is None:
-        return
-    if not isinstance(mesh, Mesh) or len(mesh.axis_names) != 1:
-        raise TypeError(
-            f"mesh: expected a 1-D jax.sharding.Mesh (jmlp.data_mesh()), got {mesh!r:.80}"
-        )
-    if batch % mesh.size:
-        raise ValueError(
-            f"batch_size: expected a multiple of the mesh size {mesh.size} (each device takes "
-            f"batch_size / {mesh.size} examples of every step), got {batch}"
-        )
-
-
-def _replicated_batches(batches: Callable, where: NamedSharding, epoch: int) -> tuple:
-    """The epoch's step indices and weights, copied to every device of the mesh."""
-    return jax.device_put(batches(epoch), where)
-
-
-def _check_checkpointing(opts: dict) -> None:
     path, every = opts["checkpoint_path"], opts["checkpoint_every"]
     if every is not None:
         check_int("checkpoint_every", every, 1)
@@ -242,136 +238,438 @@ def _check_checkpointing(opts: dict) -> None:
         raise ValueError(f"checkpoint_path: directory {Path(path).parent} does not exist")
 
 
-# ----------------------------------------------------------------------------- the loop
+def _per_member(name: str, value: Any, n: int, dtype, *, integer: bool = False) -> Array:
+    """A number >= 0, or an array ``(N,)`` of them, as an array ``(N,)`` of ``dtype``."""
+    a = np.asarray(value)
+    kind = "an int" if integer else "a number"
+    if a.ndim not in (0, 1) or (a.ndim == 1 and a.shape != (n,)):
+        raise ValueError(
+            f"{name}: expected {kind} or an array of shape ({n},), got shape {a.shape}"
+        )
+    real = np.issubdtype(a.dtype, np.integer if integer else np.floating) or (
+        not integer and np.issubdtype(a.dtype, np.integer)
+    )
+    if a.dtype == bool or not real:
+        raise TypeError(
+            f"{name}: expected {kind} >= 0 (or an array ({n},) of them), got dtype {a.dtype}"
+        )
+    if not np.all(a >= 0):
+        raise ValueError(
+            f"{name}: expected {kind} >= 0 (or an array ({n},) of them), got {value!r:.60}"
+        )
+    return jnp.broadcast_to(jnp.asarray(a, dtype), (n,))
 
 
-def history_names(net: MLP, validation: Any, nan_policy: str) -> list[str]:
-    """Keys of :func:`fit`'s history, in the order of the epoch's metric vector."""
-    names = ["loss"] + ([] if validation is None else validation_names(net))
-    return names + (["skipped"] if nan_policy == "skip" else [])
+def _hparams(hparams: Any, n: int, dtype) -> dict[str, Array]:
+    if hparams is None:
+        return {}
+    if not isinstance(hparams, Mapping):
+        raise TypeError(
+            f"hparams: expected a dict name -> number or array ({n},), got {type(hparams).__name__}"
+        )
+    out = {}
+    for name, value in hparams.items():
+        a = np.asarray(value)
+        if a.ndim not in (0, 1) or (a.ndim == 1 and a.shape != (n,)):
+            raise ValueError(
+                f"hparams[{name!r}]: expected a number or an array of shape ({n},), got shape {a.shape}"
+            )
+        if a.dtype == bool or not np.issubdtype(a.dtype, np.number):
+            raise TypeError(f"hparams[{name!r}]: expected real numbers, got dtype {a.dtype}")
+        out[name] = jnp.broadcast_to(jnp.asarray(a, dtype), (n,))
+    return out
 
 
-def _key_bits(key: Array | None) -> np.ndarray | None:
+def _check_key(key: Any, n: int, full: bool, many: bool) -> str:
+    """ "none", "one" (shared data order) or "each" (``(N,)`` keys, fit_many only)."""
+    if key is None:
+        if not full:
+            raise TypeError(
+                "key: mini-batch training shuffles every epoch; pass key=jax.random.key(...)"
+            )
+        return "none"
+    typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    if not typed:
+        try:
+            jax.random.fold_in(key, 0)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"key: expected a jax.random.key, got {key!r:.60}") from err
+        return "one"
+    if key.shape == ():
+        return "one"
+    if many and key.shape == (n,):
+        return "each"
+    expected = f"one key (shape ()) or {n} keys (shape ({n},))" if many else "one key (shape ())"
+    raise ValueError(f"key: expected {expected}, got shape {key.shape}")
+
+
+def _check_mesh(mesh: Any, batch: int) -> NamedSharding | None:
+    if mesh is None:
+        return None
+    if not isinstance(mesh, Mesh) or len(mesh.axis_names) != 1:
+        raise TypeError(
+            f"mesh: expected a 1-D jax.sharding.Mesh (jmlp.data_mesh()), got {mesh!r:.80}"
+        )
+    if batch % mesh.size:
+        raise ValueError(
+            f"batch_size: expected a multiple of the mesh size {mesh.size} (each device takes "
+            f"batch_size / {mesh.size} examples of every step), got {batch}"
+        )
+    return NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
+
+
+def _evaluation_sets(net: MLP, params: Params, validation, evaluate) -> tuple[list[str], tuple]:
+    """History names of the sets' metrics and the checked sets (validation first)."""
+    names, sets = [], []
+    if validation is not None:
+        names += validation_names(net)
+        sets.append(validation_arrays(net, params, validation))
+    if evaluate is not None:
+        if not isinstance(evaluate, Mapping):
+            raise TypeError(
+                f"evaluate: expected a dict name -> (x, y), got {type(evaluate).__name__}"
+            )
+        for name, pair in evaluate.items():
+            if not isinstance(name, str) or not name.isidentifier() or name == "val":
+                raise ValueError(f"evaluate: expected names like 'test', got {name!r}")
+            checked = validation_arrays(net, params, pair, f"evaluate[{name!r}]")
+            names += [name + m.removeprefix("val") for m in validation_names(net)]
+            sets.append(checked)
+    return names, tuple(sets)
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+class _Run(NamedTuple):
+    """Everything one call of ``fit`` / ``fit_many`` trains with."""
+
+    plan: Plan
+    members: Members  # padded to M = blocks * G members
+    settings: Settings
+    data: Data
+    names: list[str]  # history rows, in the engine's order
+    n: int  # real members (N); the rest are inactive padding
+    key: Any
+
+
+def _block_size(net: MLP, batch: int, n: int, block_size: int | None) -> int:
+    """Members trained together: on a CPU as many as keep a block's widest activations near
+    320k floats (the 2 MB cache), elsewhere all of them."""
+    if block_size is not None:
+        return min(block_size, n)
+    if jax.default_backend() != "cpu":
+        return n
+    widest = batch * max(net.sizes[1:])
+    return min(n, 2 ** max(0, int(math.log2(max(1, 320_000 // widest)))))
+
+
+COLUMNS_MAX_WIDTH = 128  # wider hidden layers train faster member-major (rows layout)
+
+
+def _layout(net: MLP, gradient: str, members: int, shared: bool) -> str:
+    if members == 1:
+        return "single"
+    narrow = max(net.sizes[1:-1], default=0) <= COLUMNS_MAX_WIDTH
+    return "columns" if shared and gradient == "backprop" and narrow else "rows"
+
+
+def _pad(tree: Any, n: int, m: int) -> Any:
+    """Leaves ``(n, ...)`` padded to ``(m, ...)`` by repeating member 0."""
+    if m == n:
+        return tree
+    return jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[:1], m - n, 0)]), tree)
+
+
+def _prepare(net, optimizer, x, y, params, opt_state, opts: dict, many: bool) -> _Run:
+    """Check the arguments and build the plan, members, settings and data of a run."""
+    first = jax.tree.map(lambda a: a[0], params)
+    x, t = training_arrays(net, first, x, y, ("x", "y"))
+    names, sets = _evaluation_sets(net, first, opts["validation"], opts["evaluate"])
+    n_examples, n, dtype = x.shape[0], jax.tree.leaves(params)[0].shape[0], x.dtype
+    if opts["batch_size"] is not None:
+        check_int("batch_size", opts["batch_size"], 1, n_examples)
+    batch = None if opts["batch_size"] in (None, n_examples) else opts["batch_size"]
+    keys = _check_key(opts["key"], n, batch is None, many)
+    split = _check_mesh(opts["mesh"], batch or n_examples)
+    hparams = _hparams(opts["hparams"], n, dtype)
+    spec = optimizer_spec(optimizer, hparams, params)
+    tol = -np.inf if opts["tol"] is None else _per_member("tol", opts["tol"], n, dtype)
+    patience = np.iinfo(np.int32).max if opts["patience"] is None else opts["patience"]
+    patience = _per_member("patience", patience, n, jnp.int32, integer=True)
+    if not np.all(np.asarray(patience) >= 1):
+        raise ValueError(f"patience: expected ints >= 1, got {opts['patience']!r:.60}")
+    g = _block_size(net, batch or n_examples, n, opts["block_size"])
+    blocks = -(-n // g)
+    g = -(-n // blocks)
+    size = blocks * g
+    shared = keys != "each" or batch is None  # a full batch is every member's batch
+    plan = Plan(
+        net=net,
+        optimizer=spec,
+        gradient=opts["gradient"],
+        layout=_layout(net, opts["gradient"], g, shared),
+        batch=batch,
+        shared_order=shared,
+        mode="skip" if opts["nan_policy"] == "skip" else "fast",
+        track_best=opts["patience"] is not None,
+        blocks=blocks,
+        chunk=CHUNK,
+        split=split,
+    )
+    hparams = _pad(hparams, n, size)
+    params = _pad(jax.tree.map(jnp.asarray, params), n, size)
+    if opt_state is None:
+        opt_state = jax.vmap(lambda h, p: spec.make(h).init(p))(hparams, params)
+    else:
+        opt_state = _pad(jax.tree.map(jnp.asarray, opt_state), n, size)
+    active = jnp.arange(size) < n
+    zeros = jnp.zeros((size,), jnp.int32)
+    best = (params, opt_state) if plan.track_best else None
+    members = Members(
+        params, opt_state, active, zeros, zeros, jnp.full((size,), jnp.inf, dtype), zeros, best
+    )
+    settings = Settings(
+        hparams=hparams,
+        l2=_pad(_per_member("l2", opts["l2"], n, dtype), n, size),
+        tol=_pad(jnp.broadcast_to(jnp.asarray(tol, dtype), (n,)), n, size),
+        patience=_pad(patience, n, size),
+        keys=None
+        if keys == "none" or batch is None
+        else (_pad(opts["key"], n, size) if keys == "each" else opts["key"]),
+    )
+    if split is not None:
+        x, t, sets, members, settings = jax.device_put(
+            (x, t, sets, members, settings), NamedSharding(split.mesh, PartitionSpec())
+        )
+    names = ["loss"] + (["skipped"] if plan.mode == "skip" else []) + names
+    return _Run(plan, members, settings, Data(x, t, sets), names, n, opts["key"])
+
+
+def _compiled(plan: Plan) -> tuple[Callable, Callable]:
+    """The jitted chunk and epoch replay for ``plan``, cached (no recompilation for equal work)."""
+    if plan not in _COMPILED:
+        if len(_COMPILED) >= 64:
+            _COMPILED.pop(next(iter(_COMPILED)))
+        replay = plan._replace(mode="stop")
+        _COMPILED[plan] = (
+            jax.jit(partial(engine.run_chunk, plan)),
+            jax.jit(partial(engine.replay_epoch, replay)),
+        )
+    return _COMPILED[plan]
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _own(tree: Any, n: int, many: bool) -> Any:
+    """The user's view of padded member leaves: the N members stacked, or the one member."""
+    return jax.tree.map(lambda a: a[:n] if many else a[0], tree)
+
+
+MEMBER_FIELDS = ("active", "code", "epochs_run", "best_loss", "best_epoch")
+
+
+def _save(path, run: _Run, members: Members, history: np.ndarray, epoch: int, many: bool) -> None:
+    """Params, optimizer state, epoch, key, the history and every member's stopping state."""
+    own = partial(_own, n=run.n, many=many)
+    meta = {
+        "history": {k: own(history[:, i, :].T).tolist() for i, k in enumerate(run.names)},
+        "members": {f: np.asarray(getattr(members, f))[: run.n].tolist() for f in MEMBER_FIELDS},
+    }
+    extra = (
+        None
+        if members.best is None
+        else {"params": own(members.best[0]), "opt_state": own(members.best[1])}
+    )
+    save_checkpoint(path, params=own(members.params), opt_state=own(members.opt_state),
+                    epoch=epoch, key=run.key, metadata=meta, extra=extra)  # fmt: skip
+
+
+def _key_bits(key: Any) -> np.ndarray | None:
     if key is None:
         return None
     typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
     return np.asarray(jax.random.key_data(key) if typed else key)
 
 
-def _resume(path, params, opt_state, key, keys: list[str]):
-    """Params, opt_state, epoch and history from the checkpoint at ``path``."""
-    ck = load_checkpoint(path, like_params=params, like_opt_state=opt_state)
-    given, saved = _key_bits(key), _key_bits(ck.key)
+def _resume(path, run: _Run, many: bool) -> tuple[Members, np.ndarray, int]:
+    """Members, history ``(E, K, M)`` and epochs done from the checkpoint at ``path``."""
+    own = partial(_own, n=run.n, many=many)
+    members, size = run.members, run.members.active.shape[0]
+    best = (
+        None
+        if members.best is None
+        else {"params": own(members.best[0]), "opt_state": own(members.best[1])}
+    )
+    ck = load_checkpoint(
+        path,
+        like_params=own(members.params),
+        like_opt_state=own(members.opt_state),
+        like_extra=best,
+    )
+    given, saved = _key_bits(run.key), _key_bits(ck.key)
     if given is not None and saved is not None and not np.array_equal(given, saved):
         raise ValueError(f"key: differs from the key saved in the checkpoint {path}")
-    saved_history = ck.metadata.get("history", {}) if isinstance(ck.metadata, dict) else {}
-    history = {k: list(saved_history.get(k, [math.nan] * ck.epoch))[: ck.epoch] for k in keys}
-    return ck.params, ck.opt_state, ck.epoch, history
+    meta = ck.metadata if isinstance(ck.metadata, dict) else {}
+    if "members" not in meta:
+        raise ValueError(
+            f"checkpoint_path: {path} was not written by fit / fit_many (no member state)"
+        )
+
+    def padded(tree):
+        tree = tree if many else jax.tree.map(lambda a: jnp.asarray(a)[None], tree)
+        return _pad(tree, run.n, size)
+
+    saved_members = {f: np.asarray(v) for f, v in meta["members"].items()}
+    fill = {
+        "active": False,
+        "code": engine.MAX_EPOCHS,
+        "epochs_run": 0,
+        "best_loss": np.inf,
+        "best_epoch": 0,
+    }
+    restored = {}
+    for f, like in zip(
+        MEMBER_FIELDS,
+        (members.active, members.code, members.epochs_run, members.best_loss, members.best_epoch),
+    ):
+        values = np.full(size, fill[f], like.dtype)
+        values[: run.n] = saved_members[f]
+        restored[f] = jnp.asarray(values)
+    best = None if ck.extra is None else padded((ck.extra["params"], ck.extra["opt_state"]))
+    members = Members(padded(ck.params), padded(ck.opt_state), best=best, **restored)
+    history = np.full((ck.epoch, len(run.names), size), np.nan)
+    for i, name in enumerate(run.names):
+        values = np.asarray(meta["history"].get(name, []), float).reshape(-1, ck.epoch)
+        history[:, i, : run.n] = values.T
+    return members, history, ck.epoch
 
 
-def _progress(show: bool, start: int, epochs: int):
-    if not show:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError as err:
-        raise ImportError('progress=True needs tqdm: pip install "jmlp[experiments]"') from err
-    return tqdm(total=epochs, initial=start, unit="epoch")
+# ----------------------------------------------------------------------------- the host loop
 
 
-def _save(opts: dict, state: dict, key: Array | None) -> None:
-    save_checkpoint(
-        opts["checkpoint_path"],
-        params=state["params"],
-        opt_state=state["opt_state"],
-        epoch=state["epochs_run"],
-        key=key,
-        metadata={"history": state["history"]},
+def _history(run: _Run, history: np.ndarray, many: bool) -> dict:
+    """``(E, K, M)`` rows as the results give them: name -> list of floats (fit) or ``(N, E)``."""
+    if many:
+        return {k: history[:, i, : run.n].T.copy() for i, k in enumerate(run.names)}
+    return {k: [float(v) for v in history[:, i, 0]] for i, k in enumerate(run.names)}
+
+
+def _progress_text(run: _Run, row: np.ndarray, active: np.ndarray) -> str:
+    """The last epoch's loss (and val_loss): the member's, or the mean over active members."""
+    shown = [(k, row[i, : run.n]) for i, k in enumerate(run.names) if k in ("loss", "val_loss")]
+    if run.n == 1:
+        return "  ".join(f"{k} {v[0]:.4g}" for k, v in shown)
+    alive = int(np.sum(active[: run.n]))
+    values = "  ".join(
+        f"mean {k} {np.nanmean(v) if np.any(np.isfinite(v)) else np.nan:.4g}" for k, v in shown
     )
-    state["saved"] = state["epochs_run"]
+    return f"{alive}/{run.n} active  {values}"
 
 
-def _early_stop(state: dict, opts: dict, done: int) -> str | None:
-    """Track the best ``val_loss`` (a device copy of its params and state); the stop reason."""
-    val_loss = state["history"]["val_loss"][-1]
-    if val_loss < state["best"][0]:
-        state["best"] = (
-            val_loss,
-            done,
-            jax.tree.map(jnp.copy, (state["params"], state["opt_state"])),
+def _chunk_length(e: int, epochs: int, opts: dict, seconds_per_epoch: float | None) -> int:
+    count = min(CHUNK, epochs - e)
+    if opts["callback"] is not None:
+        count = 1
+    if opts["checkpoint_every"] is not None:
+        count = min(count, opts["checkpoint_every"] - e % opts["checkpoint_every"])
+    if opts["progress"]:
+        count = (
+            1 if seconds_per_epoch is None else min(count, max(1, int(0.25 / seconds_per_epoch)))
         )
-    elif done - state["best"][1] >= opts["patience"]:
-        patience = opts["patience"]
-        return f"early stopping at epoch {done}: no val_loss improvement in {patience} epochs"
-    return None
+    return count
 
 
-def _after_epoch(state: dict, opts: dict, key: Array | None, bar) -> str | None:
-    """Progress, checkpoint, early stopping, tol and callback after an epoch; the stop reason."""
-    done, history = state["epochs_run"], state["history"]
-    if bar is not None:
-        bar.update(1)
-        bar.set_postfix(loss=f"{history['loss'][-1]:.4g}")
-    if opts["checkpoint_every"] is not None and done % opts["checkpoint_every"] == 0:
-        _save(opts, state, key)
-    stop = None if opts["patience"] is None else _early_stop(state, opts, done)
-    if opts["tol"] is not None and history["loss"][-1] <= opts["tol"]:
-        stop = f"tol: loss {history['loss'][-1]:.6g} <= {opts['tol']} at epoch {done}"
-    callback = opts["callback"]
-    if callback is not None and callback(done, jax.tree.map(jnp.copy, state["params"]), history):
-        stop = f"callback returned True at epoch {done}"
-    return stop
-
-
-def _one_epoch(runs: tuple, data: tuple, state: dict, epoch: int, key: Array | None) -> None:
-    """Run epoch ``epoch`` (0-based) and record it. ``runs = (run, replay)``; ``replay`` (None
-    under "skip") gives the step-checked epoch that finds the first non-finite step."""
-    x, t, batches, l2, val = data
-    idx, weights = (None, None) if batches is None else batches(epoch)
-    args = (state["params"], state["opt_state"], x, t, idx, weights, l2, val)
-    params, opt_state, metrics = runs[0](*args)
-    metrics = np.asarray(metrics)  # the epoch's one host transfer
-    history = state["history"]
-    if metrics[1] > 0 and runs[1] is not None:
-        params, opt_state, checked = runs[1]()(*args)
-        checked = np.asarray(checked)
-        step = int(checked[2]) + 1 if checked[1] > 0 else int(metrics[2]) + 1
-        stopped = f"non-finite at epoch {epoch + 1}, step {step}"
-        raise NonFiniteLossError(
-            epoch + 1, step, FitResult(params, opt_state, history, epoch, stopped, key)
-        )
-    values = [metrics[0], *metrics[3:], metrics[1]]  # "skipped" last, when kept
-    for name, value in zip(history, values):
-        history[name].append(float(value))
-    state.update(params=params, opt_state=opt_state, epochs_run=epoch + 1)
-
-
-def _train(runs, data, state: dict, opts: dict, epochs: int, key, bar) -> FitResult:
-    """The host loop: epochs, stopping, checkpoints, restoring the best epoch."""
-    start, stopped = state["epochs_run"], f"max epochs ({epochs})"
+def _train(run: _Run, epochs: int, opts: dict, many: bool) -> tuple[Members, np.ndarray, int]:
+    """Chunks of epochs until ``epochs`` or every member stopped, with the callback, progress
+    line and checkpoints in between; returns members, history ``(E, K, M)`` and epochs done."""
+    path = opts["checkpoint_path"]
+    members, start = run.members, 0
+    history = np.zeros((0, len(run.names), members.active.shape[0]))
+    if opts["resume"] and Path(path).is_file():
+        members, history, start = _resume(path, run, many)
+    chunk, _ = _compiled(run.plan)
+    bar = Progress(epochs, start) if opts["progress"] else None
+    rows, e, saved, per_epoch, calls = [history], start, start, None, 0
+    active = np.asarray(members.active)
     try:
-        for epoch in range(start, epochs):
-            _one_epoch(runs, data, state, epoch, key)
-            stop = _after_epoch(state, opts, key, bar)
-            if stop is not None:
-                stopped = stop
-                break
+        while e < epochs and active.any():
+            count = _chunk_length(e, epochs, opts, per_epoch)
+            began = time.perf_counter()
+            members, rows_k, done = chunk(
+                members, run.settings, run.data, jnp.int32(e), jnp.int32(count)
+            )
+            rows_k, done, active = jax.device_get((rows_k, done, members.active))
+            if calls and done:  # the first call carries the compilation: not a rate
+                per_epoch = (time.perf_counter() - began) / done
+            calls += 1
+            rows.append(rows_k[:done])
+            e += int(done)
+            if bar is not None:
+                bar.update(e, _progress_text(run, rows_k[done - 1], active))
+            every = opts["checkpoint_every"]
+            if every is not None and e % every == 0:
+                _save(path, run, members, np.concatenate(rows), e, many)
+                saved = e
+            callback = opts["callback"]
+            if callback is not None and active.any():
+                params = jax.tree.map(jnp.copy, _own(members.params, run.n, many))
+                if callback(e, params, _history(run, np.concatenate(rows), many)):
+                    stop = members.active
+                    code = jnp.where(stop, engine.CALLBACK, members.code)
+                    members = members._replace(active=jnp.zeros_like(stop), code=code)
+                    active = np.zeros_like(active)
     finally:
         if bar is not None:
             bar.close()
-    if opts["checkpoint_path"] is not None and state["saved"] != state["epochs_run"]:
-        _save(opts, state, key)
-    params, opt_state = state["params"], state["opt_state"]
-    if state["best"][2] is not None:
-        params, opt_state = state["best"][2]
-        stopped += f"; restored the best epoch {state['best'][1]} (val_loss {state['best'][0]:.6g})"
-    return FitResult(params, opt_state, state["history"], state["epochs_run"], stopped, key)
+    e = int(np.max(np.asarray(members.epochs_run)[: run.n]))  # a non-finite epoch is not done
+    history = np.concatenate(rows)[:e]
+    if path is not None and saved != e:
+        _save(path, run, members, history, e, many)
+    return members, history, e
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def _reason(code: int, m: int, members: dict, run: _Run, epochs: int, history: np.ndarray) -> str:
+    """Why member ``m`` stopped, in words."""
+    done = int(members["epochs_run"][m])
+    if code == engine.TOL:
+        loss = history[done - 1, run.names.index("loss"), m]
+        return f"tol: loss {loss:.6g} <= {float(run.settings.tol[m]):g} at epoch {done}"
+    if code == engine.PATIENCE:
+        waited = int(run.settings.patience[m])
+        return f"early stopping at epoch {done}: no val_loss improvement in {waited} epochs"
+    if code == engine.NON_FINITE:
+        return f"non-finite loss or update in epoch {done + 1}; kept the params from before it"
+    if code == engine.CALLBACK:
+        return f"callback returned True at epoch {done}"
+    return f"max epochs ({epochs})" if done >= epochs else f"stopped at epoch {done}"
+
+
+def _finish(run: _Run, members: Members, history: np.ndarray, epochs: int, many: bool):
+    """Params, opt_state (the best epoch's with patience), member state and reasons."""
+    host = {f: np.asarray(getattr(members, f)) for f in MEMBER_FIELDS}
+    params, state = members.params, members.opt_state
+    reasons = [
+        _reason(int(c), m, host, run, epochs, history) for m, c in enumerate(host["code"][: run.n])
+    ]
+    if members.best is not None:
+        restored = jnp.asarray(np.isfinite(host["best_loss"]))
+        params, state = engine.select(restored, members.best, (params, state))
+        for m in np.flatnonzero(host["best_loss"][: run.n] < np.inf):
+            reasons[m] += (
+                f"; restored the best epoch {host['best_epoch'][m]} (val_loss {host['best_loss'][m]:.6g})"
+            )
+    return _own(params, run.n, many), _own(state, run.n, many), host, reasons
 
 
 def fit(
     net: MLP,
     params: Params,
-    optimizer: optax.GradientTransformation,
+    optimizer: optax.GradientTransformation | Callable,
     x,
     y,
     *,
@@ -379,7 +677,9 @@ def fit(
     batch_size: int | None = None,
     key: Array | None = None,
     validation: tuple[Any, Any] | None = None,
+    evaluate: Mapping[str, tuple[Any, Any]] | None = None,
     l2: float = 0.0,
+    hparams: Mapping[str, float] | None = None,
     gradient: str = "backprop",
     tol: float | None = None,
     patience: int | None = None,
@@ -394,74 +694,172 @@ def fit(
 ) -> FitResult:
     """Train ``params`` on ``x (N, n_in)``, ``y`` (rows ``(N, n_out)`` or integer labels ``(N,)``).
 
-    Each epoch is one compiled ``lax.scan`` over ``ceil(N / B)`` optimizer steps (module docstring).
+    Mini-batch epochs in one compiled loop (module docstring; :mod:`jmlp.engine`):
+    ``ceil(N / B)`` optimizer steps per epoch, the data reshuffled by ``fold_in(key, epoch)``.
 
     **Arguments:**
-    - ``optimizer``: any ``optax.GradientTransformation`` (``jmlp.optim``'s or optax's).
+    - ``optimizer``: any ``optax.GradientTransformation`` (``jmlp.optim``'s or optax's), or a
+      function of ``hparams`` returning one (``lambda lr: optax.adam(lr)``, ``optax.adam`` with
+      ``hparams={"learning_rate": 1e-3}``): the hyper-parameters are then data, and a loop over
+      their values compiles once.
     - ``epochs``: maximum number of epochs (int >= 1).
     - ``batch_size``: None or N: full-batch gradient descent (no shuffle, no key needed); 1: SGD;
       else mini-batches of ``B`` reshuffled every epoch, the last partial one masked.
     - ``key``: keyword-only ``jax.random.key``; required unless full batch.
       Epoch ``e`` (0-based) uses ``fold_in(key, e)``: the same key gives bitwise the same run.
     - ``validation``: ``(x_val, y_val)``; its metrics are computed after each epoch.
+    - ``evaluate``: ``{name: (x, y)}``, more sets evaluated after each epoch (``name_loss``, ...).
     - ``l2``: coupled L2 coefficient, ``L + l2/2 sum ||W||^2`` (weights only).
+    - ``hparams``: ``{name: number}`` handed to an optimizer function.
     - ``gradient``: ``"backprop"`` (hand-written) or ``"autodiff"`` (``jax.value_and_grad``).
     - ``tol``: stop once the epoch's training loss is ``<= tol`` (document 001's ``E <= 1e-6``).
     - ``patience``: early stopping: stop when ``val_loss`` has not improved for this many epochs;
       the returned params and optimizer state are always those of the best-``val_loss`` epoch.
-    - ``progress``: a tqdm bar over epochs, showing the epoch loss (needs tqdm).
-    - ``callback``: ``callback(epoch, params, history)`` after each epoch (1-based; ``params``
-      a copy). It syncs host and device once per epoch (never per step). Returning True stops.
-    - ``checkpoint_path``, ``checkpoint_every``: save params, optimizer state, epoch, key and
-      history (:func:`jmlp.checkpoint.save_checkpoint`) every ``checkpoint_every`` epochs and
-      after the last epoch. ``resume=True``: continue from that file if it exists (its key must
-      equal ``key``); the result is bitwise that of an uninterrupted run. Early stopping's best
-      epoch is not saved: with ``patience``, a resumed run tracks it from the resumed epoch on.
+    - ``progress``: a progress line (epochs, loss, rate, time left) on stderr.
+    - ``callback``: ``callback(epoch, params, history)`` after each epoch (1-based; ``params`` a
+      copy; the epochs then run one per compiled call). Returning True stops.
+    - ``checkpoint_path``, ``checkpoint_every``: save params, optimizer state, epoch, key, history
+      and the stopping state (the best epoch's params with ``patience``) every
+      ``checkpoint_every`` epochs and after the last. ``resume=True``: continue from that file
+      if it exists (its key must equal ``key``); the result is bitwise that of an uninterrupted
+      run.
     - ``nan_policy``: a step is non-finite if its loss, new params or new optimizer state holds a
       NaN/inf. ``"stop"``: raise :class:`NonFiniteLossError` naming the epoch and step, carrying
-      the state from before that step. (Epochs run unchecked, at full speed, and keep their
-      input state; one that ends non-finite is replayed from it with per-step checks.)
-      ``"skip"``: leave such steps out (as ``optax.apply_if_finite``), count them in
-      ``history["skipped"]``; per-step checks and selects cost some speed; state is donated.
-    - ``opt_state``: the optimizer state to start from (default ``optimizer.init(params)``), e.g.
-      a previous result's ``opt_state`` to continue training.
-    - ``mesh``: a 1-D ``jax.sharding.Mesh`` (``jmlp.data_mesh()``): data parallel. Data, params
-      and optimizer state are replicated on its devices and each step's mini-batch is split
-      over them (``batch_size``, or N for full batch, a multiple of the mesh size); the result
-      equals one device's to float rounding (``jmlp.parallel``).
+      the state from before that step (epochs run unchecked at full speed; one that ends
+      non-finite is replayed with per-step checks). ``"skip"``: leave such steps out (as
+      ``optax.apply_if_finite``), counted in ``history["skipped"]``.
+    - ``mesh``: a 1-D ``jax.sharding.Mesh`` (``jmlp.data_mesh()``): data parallel; each step's
+      mini-batch is split over its devices (``batch_size``, or N for full batch, a multiple of
+      the mesh size), params replicated; equal to one device's result to float rounding.
+    - ``opt_state``: the optimizer state to start from (default ``optimizer.init(params)``).
 
     **Returns:** :class:`FitResult` ``(params, opt_state, history, epochs_run, stopped, key)``.
 
     **Raises:** ValueError / TypeError on bad input (naming the argument), before compiling.
     """
-    opts = {"l2": l2, "tol": tol, "patience": patience, "validation": validation}
-    opts |= {"callback": callback, "checkpoint_path": checkpoint_path, "resume": resume}
-    opts["checkpoint_every"] = checkpoint_every
-    _check_settings(net, optimizer, epochs, gradient, nan_policy, opts)
-    x, t = training_arrays(net, params, x, y, ("x", "y"))
-    val = validation_arrays(net, params, validation)
-    full = _check_batch_key(batch_size, x.shape[0], key)
-    _check_mesh(mesh, x.shape[0] if full else batch_size)
-    params = jax.tree.map(jnp.array, params)  # a copy: "skip" donates its working params
-    opt_state = optimizer.init(params) if opt_state is None else jax.tree.map(jnp.array, opt_state)
-    names = history_names(net, validation, nan_policy)
-    history, start = {k: [] for k in names}, 0
-    if resume and Path(checkpoint_path).is_file():
-        params, opt_state, start, history = _resume(checkpoint_path, params, opt_state, key, names)
-    state = {"params": params, "opt_state": opt_state, "history": history, "epochs_run": start}
-    state |= {"saved": start, "best": (math.inf, start, None)}
-    if mesh is not None:
-        x, t, val, state["params"], state["opt_state"] = jax.device_put(
-            (x, t, val, state["params"], state["opt_state"]), NamedSharding(mesh, PartitionSpec())
-        )
-    epoch_fn = partial(_epoch_function, net, optimizer, gradient, mesh)
-    runs = (
-        (epoch_fn("skip"), None)
-        if nan_policy == "skip"
-        else (epoch_fn("fast"), partial(epoch_fn, "stop"))
+    opts = _options(locals()) | {"block_size": 1}
+    _check_common(net, epochs, gradient, nan_policy, opts)
+    _check_scalar_options(tol, patience)
+    check_params(net, params)
+    stack = partial(jax.tree.map, lambda a: jnp.asarray(a)[None])
+    state = None if opt_state is None else stack(opt_state)
+    run = _prepare(net, optimizer, x, y, stack(params), state, opts, False)
+    members, history, done = _train(run, epochs, opts, many=False)
+    if int(members.code[0]) == engine.NON_FINITE:
+        _raise_non_finite(run, members, history)
+    params, state, _, reasons = _finish(run, members, history, epochs, many=False)
+    return FitResult(params, state, _history(run, history, False), done, reasons[0], key)
+
+
+def _check_scalar_options(tol: Any, patience: Any) -> None:
+    if tol is not None and (
+        isinstance(tol, bool) or not isinstance(tol, (int, float, np.number)) or not tol >= 0
+    ):
+        raise ValueError(f"tol: expected a number >= 0, got {tol!r}")
+    if patience is not None:
+        check_int("patience", patience, 1)
+
+
+def _raise_non_finite(run: _Run, members: Members, history: np.ndarray) -> None:
+    """Replay the failed epoch with every step checked and raise :class:`NonFiniteLossError`."""
+    bad = int(members.epochs_run[0])  # 0-based index of the failed epoch = epochs completed
+    _, replay = _compiled(run.plan)
+    params, state, first_bad = replay(members, run.settings, run.data, jnp.int32(bad))
+    step = (
+        int(first_bad[0]) + 1
+        if int(first_bad[0]) >= 0
+        else -(-run.data.x.shape[0] // (run.plan.batch or run.data.x.shape[0]))
     )
-    batches = None if full else partial(epoch_batches, x.shape[0], batch_size, key)
-    if mesh is not None and batches is not None:
-        batches = partial(_replicated_batches, batches, NamedSharding(mesh, PartitionSpec()))
-    data = (x, t, batches, jnp.asarray(l2, x.dtype), val)
-    return _train(runs, data, state, opts, epochs, key, _progress(progress, start, epochs))
+    stopped = f"non-finite at epoch {bad + 1}, step {step}"
+    result = FitResult(
+        _own(params, 1, False),
+        _own(state, 1, False),
+        _history(run, history, False),
+        bad,
+        stopped,
+        run.key,
+    )
+    raise NonFiniteLossError(bad + 1, step, result)
+
+
+def n_members(net: MLP, params: Params) -> int:
+    """N, after checking ``params`` is a stack of N valid parameter lists (leading axis N)."""
+    if not isinstance(params, (list, tuple)) or not params or not isinstance(params[0], dict):
+        raise ValueError(
+            f"params: expected stacked params (a list of layer dicts), got {params!r:.80}"
+        )
+    n = jnp.shape(params[0].get("W"))[0] if jnp.ndim(params[0].get("W")) == 3 else None
+    leading = {jnp.shape(a)[:1] for a in jax.tree.leaves(params)}
+    if n is None or leading != {(n,)}:
+        raise ValueError(
+            "params: expected stacked params, every leaf with the same leading axis N "
+            f"(W (N, n_in, n_out)); got leading shapes {sorted(leading)}"
+        )
+    check_params(net, jax.tree.map(lambda a: a[0], params))
+    return n
+
+
+def fit_many(
+    net: MLP,
+    optimizer: optax.GradientTransformation | Callable,
+    x,
+    y,
+    *,
+    params: Params,
+    epochs: int = 100,
+    batch_size: int | None = None,
+    key: Array | None = None,
+    hparams: Mapping[str, Any] | None = None,
+    l2=0.0,
+    validation: tuple[Any, Any] | None = None,
+    evaluate: Mapping[str, tuple[Any, Any]] | None = None,
+    gradient: str = "backprop",
+    tol=None,
+    patience=None,
+    progress: bool = False,
+    callback: Callable[[int, Params, dict], Any] | None = None,
+    checkpoint_path: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    nan_policy: str = "stop",
+    mesh: Mesh | None = None,
+    block_size: int | None = None,
+) -> EnsembleResult:
+    """Train N networks (an ensemble, a sweep over hyper-parameters or seeds) in one engine.
+
+    Member ``m`` is :func:`fit` of that member alone: ``fit(net, member(params, m),
+    optimizer_m, x, y, key=key (or key[m]), l2=l2[m], tol=tol[m], patience=patience[m], ...)``,
+    to float rounding; it stops by its own ``tol`` / ``patience`` / NaN policy and is then
+    frozen; the call ends when every member has stopped or at ``epochs``.
+
+    **Arguments** (the rest as :func:`fit`, each working per member):
+    - ``optimizer``: an ``optax.GradientTransformation`` shared by all, or a function of one
+      member's hyper-parameters returning one, called inside ``jax.vmap`` with that member's
+      scalars: as keywords (``lambda lr: optax.adam(lr)``, or ``optax.adam`` with
+      ``hparams={"learning_rate": lrs}``), or as one dict (``lambda h: optax.adam(h["lr"])``).
+    - ``params``: stacked params, leading axis N (:func:`jmlp.init_many`).
+    - ``key``: one ``jax.random.key``: every member sees the same mini-batches (epoch ``e`` uses
+      ``fold_in(key, e)``); or ``N`` keys (shape ``(N,)``): one data order per member. None:
+      full batch.
+    - ``hparams``: dict name -> number or array ``(N,)``; ``l2``, ``tol``, ``patience``: a number
+      or an array ``(N,)``.
+    - ``nan_policy``: ``"stop"``: a member whose epoch turns non-finite stops with the params
+      from before that epoch (the others go on); ``"skip"``: as :func:`fit`.
+    - ``callback``: ``callback(epoch, params, history)`` with stacked params and history arrays
+      ``(N, epoch)``; returning True stops every member.
+    - ``mesh``: data parallel as :func:`fit`.
+    - ``block_size``: members trained together (blocks run one after another in the same call);
+      default: on a CPU as many as keep a block's activations in cache, else all.
+
+    **Returns:** :class:`EnsembleResult` ``(params, opt_state, history, epochs_run, stopped)``.
+    """
+    opts = _options(locals())
+    _check_common(net, epochs, gradient, nan_policy, opts)
+    n = n_members(net, params)
+    if block_size is not None:
+        check_int("block_size", block_size, 1)
+    run = _prepare(net, optimizer, x, y, params, None, opts, True)
+    members, history, _ = _train(run, epochs, opts, many=True)
+    params, state, host, reasons = _finish(run, members, history, epochs, many=True)
+    history = _history(run, history, True)
+    return EnsembleResult(params, state, history, host["epochs_run"][:n].copy(), reasons)

@@ -18,6 +18,7 @@ import pytest
 
 import jmlp
 import jmlp.cli
+import jmlp.draw
 from jmlp.runs import predict_raw
 
 RUN_FILES = {"config.json", "preprocessing.json", "metrics.csv", "checkpoint.npz", "loss.png"}
@@ -189,6 +190,38 @@ def test_train_on_a_user_csv(tmp_path, task, target, score, sizes):
     assert expected <= {p.name for p in out.iterdir()}
 
 
+def test_train_on_mnist_idx_files(tmp_path):
+    # 60 train and 20 test random 28 x 28 images in the four IDX files (gzipped) of MNIST
+    rng = np.random.default_rng(0)
+    sets = {}
+    for stem, n in (("train", 60), ("t10k", 20)):
+        sets[stem] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), np.arange(n) % 10
+        jmlp.data.write_idx(tmp_path / f"{stem}-images-idx3-ubyte.gz", sets[stem][0])
+        jmlp.data.write_idx(
+            tmp_path / f"{stem}-labels-idx1-ubyte.gz", sets[stem][1].astype(np.uint8)
+        )
+    out = tmp_path / "run"
+    proc = jmlp_cli("train", "--data", f"mnist:{tmp_path}", *TINY, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["data"], cfg["sizes"], cfg["classes"]) == (
+        f"mnist:{tmp_path}",
+        [784, 4, 10],
+        list(range(10)),
+    )
+    # the printed test accuracy is that of MNIST's own test images, pixels / 255
+    template = jmlp.init_params(jax.random.key(0), cfg["sizes"])
+    params = jmlp.load_checkpoint(out / "checkpoint.npz", like_params=template).params
+    net = jmlp.MLP((784, 4, 10), "relu", "softmax", "cross_entropy")
+    images, labels = sets["t10k"]
+    x = images.reshape(20, 784).astype(np.float32) / 255
+    predicted = np.argmax(np.asarray(jmlp.forward(net, params, x)), axis=1)
+    test_row = next(line for line in proc.stdout.splitlines() if line.startswith("test"))
+    assert float(test_row.split()[2]) == pytest.approx(np.mean(predicted == labels), abs=5e-5)
+    # and jmlp draw reads the run as a 28 x 28 model
+    assert jmlp.draw.load_run_model(out).side == 28
+
+
 # ----------------------------------------------------------------------------- predict, resume
 # Driven in this process through jmlp.cli.main (the console script's function, tested below):
 # the runs share this process's compiled programs, which keeps them fast.
@@ -355,6 +388,7 @@ def test_gradcheck_exits_1_when_a_bound_is_not_met():
         (["train", "--data", "iris", "--bogus"], ["--bogus"]),
         (["train", "--data", "iris", "--activation", "softmax"], ["softmax"]),  # jmlp's error
         (["frobnicate"], ["frobnicate"]),
+        (["draw", "--run", "/nonexistent/run"], ["/nonexistent/run", "not a jmlp run folder"]),
     ],
 )
 def test_bad_options_give_one_line_and_exit_2(args, needles):
@@ -387,6 +421,7 @@ def test_non_numeric_column_is_named(tmp_path):
         ("gradcheck", ["--sizes", "--dtype", "--fd-rtol", "examples:"]),
         ("bench", ["--quick", "--out", "examples:"]),
         ("predict", ["RUN_FOLDER", "--out", "p(CLASS)", "examples:"]),
+        ("draw", ["--run", "--port", "--host", "--no-browser", "127.0.0.1", "examples:"]),
     ],
 )
 def test_help_of_each_verb(verb, words):

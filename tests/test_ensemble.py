@@ -9,15 +9,8 @@ import pytest
 from conftest import TOL
 
 import jmlp
-from jmlp.ensemble import (
-    backprop_many,
-    ensemble_predict,
-    ensemble_predict_proba,
-    fit_many,
-    init_many,
-    member,
-    summarize,
-)
+from jmlp.ensemble import ensemble_predict, ensemble_predict_proba, init_many, member, summarize
+from jmlp.train import fit_many
 
 N = 4
 CLS = jmlp.MLP((3, 6, 3), "tanh", "softmax", "cross_entropy")
@@ -41,33 +34,6 @@ def assert_trees(a, b, **tol):
     for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         assert jnp.shape(u) == jnp.shape(v)
         np.testing.assert_allclose(u, v, **tol)
-
-
-# --- the ensemble backward pass ---------------------------------------------------------------
-
-PASS_CASES = [  # (sizes, hidden, output, loss, reduction)
-    ((3, 6, 3), "tanh", "softmax", "cross_entropy", "mean"),
-    ((3, 5, 4, 2), "relu", "identity", "mse", "sum"),
-    ((3, 5, 4, 2), "sigmoid", "sigmoid", "binary_cross_entropy", "mean"),
-    ((3, 5, 3), "gelu", "softmax", "mse", "mean"),
-    ((3, 2), "relu", "identity", "huber", "mean"),
-]
-
-
-@pytest.mark.parametrize("case", PASS_CASES, ids=lambda c: "-".join(map(str, c[1:])))
-def test_backprop_many_equals_vmapped_autodiff(case):
-    sizes, hidden, output, loss, reduction = case
-    net = jmlp.MLP(sizes, hidden, output, loss, reduction=reduction)
-    x, y = data(7, sizes[0], sizes[-1], labels=loss == "cross_entropy")
-    if loss == "binary_cross_entropy":
-        y = np.random.default_rng(1).uniform(size=y.shape)
-    params, l2 = stacked(net), jnp.array([0.0, 0.1, 0.2, 0.3])
-    weights = jnp.array([1.0, 1, 0, 1, 1, 1, 0])
-    values, grads = backprop_many(net, params, x, y, l2=l2, weights=weights)
-    one = lambda p, c: jmlp.autodiff(net, p, x, y, l2=c, weights=weights)
-    ref_values, ref_grads = jax.jit(jax.vmap(one))(params, l2)  # jitted: eager vmap is slower
-    np.testing.assert_allclose(values, ref_values, **TOL["float64"])
-    assert_trees(grads, ref_grads, **TOL["float64"])
 
 
 # --- fit_many member by member against fit ------------------------------------------------------
@@ -208,4 +174,4 @@ def test_bad_params_and_optimizer():
     with pytest.raises(TypeError, match="optimizer:"):
         fit_many(CLS, lambda h: 0.1, x, y, params=stacked(CLS))
     with pytest.raises(ValueError, match="x:"):
-        backprop_many(CLS, stacked(CLS), x[:, :2], y)
+        fit_many(CLS, ADAM, x[:, :2], y, params=stacked(CLS))

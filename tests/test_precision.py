@@ -18,7 +18,8 @@ import optax
 import pytest
 
 import jmlp
-from jmlp.ensemble import backprop_many, init_many
+from jmlp.backprop import backprop_many
+from jmlp.ensemble import init_many
 
 UNIT_ROUNDOFF = {"bfloat16": 2.0**-8, "float16": 2.0**-11}
 SIZES = (8, 32, 32, 4)

@@ -15,7 +15,7 @@ from sklearn.metrics import r2_score as sk_r2_score
 from sklearn.model_selection import train_test_split
 
 import jmlp
-from jmlp import train
+from jmlp import engine
 from jmlp.train import NonFiniteLossError, fit
 
 F64 = {"rtol": 1e-12, "atol": 1e-14}  # two float64 computations of the same sums, reordered
@@ -204,14 +204,48 @@ def test_same_key_same_params_different_key_different():
     assert not np.array_equal(runs[0].params[0]["W"], runs[2].params[0]["W"])
 
 
+def traces(fn) -> int:
+    """Chunk functions traced (compiled) while ``fn()`` runs."""
+    before = engine.STATS["traces"]
+    fn()
+    return engine.STATS["traces"] - before
+
+
 def test_second_fit_with_same_shapes_does_not_recompile():
     x2, labels2 = blobs(20, seed=3)
-    opt = optax.sgd(0.1)  # a fresh optimizer: its first fit traces exactly once
-    before = train._STATS["traces"]
-    fit(CLS, cls_params(0), opt, X, Y, epochs=2, batch_size=6, key=jax.random.key(0))
-    assert train._STATS["traces"] == before + 1
-    fit(CLS, cls_params(1), opt, x2, labels2, epochs=3, batch_size=6, key=jax.random.key(1), l2=0.1)
-    assert train._STATS["traces"] == before + 1
+    opt = optax.sgd(0.1234)  # settings no other test uses: its first fit traces exactly once
+    kw = {"epochs": 2, "batch_size": 6}
+    assert traces(lambda: fit(CLS, cls_params(0), opt, X, Y, key=jax.random.key(0), **kw)) == 1
+    again = lambda: fit(CLS, cls_params(1), opt, x2, labels2, key=jax.random.key(1), l2=0.1, **kw)
+    assert traces(again) == 0
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda lr: optax.adam(lr, b1=0.99), lambda lr: jmlp.optim.adam(lr, b1=0.99),
+     lambda lr: optax.chain(jmlp.optim.add_l2(1e-3), optax.sgd(lr, momentum=0.9))],
+    ids=["optax", "jmlp.optim", "chain"],
+)  # fmt: skip
+def test_a_fresh_equal_optimizer_does_not_recompile_another_does(make):
+    kw = {"epochs": 2, "batch_size": 6, "key": jax.random.key(0)}
+    first = traces(lambda: fit(CLS, cls_params(), make(0.0123), X, Y, **kw))
+    assert first <= 1  # 0 if an earlier parametrization built the same transformation
+    assert traces(lambda: fit(CLS, cls_params(), make(0.0123), X, Y, **kw)) == 0
+    assert traces(lambda: fit(CLS, cls_params(), make(0.0321), X, Y, **kw)) == 1
+
+
+def test_hyper_parameters_as_data_compile_once():
+    """A Python loop over learning rates and l2, each fit equal to the one with constants."""
+    kw = {"epochs": 2, "batch_size": 6, "key": jax.random.key(0)}
+    runs = {}
+    count = traces(lambda: runs.update({
+        lr: fit(CLS, cls_params(), optax.adam, X, Y, hparams={"learning_rate": lr}, l2=lr, **kw)
+        for lr in (0.011, 0.022, 0.033)
+    }))  # fmt: skip
+    assert count <= 1
+    for lr, result in runs.items():
+        ref = fit(CLS, cls_params(), optax.adam(lr), X, Y, l2=lr, **kw)
+        assert_trees(result.params, ref.params, **F64)
 
 
 def test_input_params_are_not_donated():
@@ -334,10 +368,10 @@ def bad_input_cases():
 def test_bad_input_names_the_argument(overrides, error, message):
     args = {"net": CLS, "params": cls_params(), "optimizer": SGD, "x": X_OK}
     args |= {"y": Y_OK, "key": jax.random.key(0)} | overrides
-    before = train._STATS["traces"]
+    before = engine.STATS["traces"]
     with pytest.raises(error, match=message):
         fit(**args)
-    assert train._STATS["traces"] == before  # rejected before compiling
+    assert engine.STATS["traces"] == before  # rejected before compiling
 
 
 @pytest.mark.parametrize(
@@ -370,10 +404,10 @@ def test_callback_gets_each_epoch_and_can_stop():
     assert result.stopped == "callback returned True at epoch 3"
 
 
-def test_progress_bar_shows_the_loss(capsys):
-    fit(CLS, cls_params(), SGD, X, Y, epochs=2, progress=True)
+def test_progress_line_shows_the_epochs_and_loss(capsys):
+    result = fit(CLS, cls_params(), SGD, X, Y, epochs=2, progress=True)
     err = capsys.readouterr().err
-    assert "2/2" in err and "loss=" in err
+    assert f"epoch 2/2  loss {result.history['loss'][-1]:.4g}" in err
 
 
 # --- document 003's experiment -------------------------------------------------------------------

@@ -6,6 +6,7 @@
     jmlp predict RUN_FOLDER new.csv                 apply a trained run to new raw data
     jmlp gradcheck --sizes 4,8,3 --activation tanh  hand-written vs autodiff vs finite differences
     jmlp bench --quick                              the benchmark (from a source checkout)
+    jmlp draw                                       a local page to draw a digit on
 
 Each verb's module has ``add_parser(subparsers)`` and ``run(args) -> exit status``.
 Exit status: 0 on success; 1 when ``gradcheck`` finds the gradients disagree; 2 on any error (a
@@ -17,10 +18,10 @@ import argparse
 import sys
 
 import jmlp
-from jmlp.cli import bench, gradcheck, predict, train
+from jmlp.cli import bench, draw, gradcheck, predict, train
 from jmlp.cli.options import Parser, UsageError
 
-VERBS = (train, predict, gradcheck, bench)
+VERBS = (train, predict, gradcheck, bench, draw)
 
 
 def build_parser() -> argparse.ArgumentParser:

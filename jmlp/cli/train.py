@@ -12,7 +12,7 @@ import csv
 import json
 import re
 import time
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zipfile import BadZipFile, is_zipfile
@@ -78,7 +78,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "moons": {"hidden": (32, 32), "lr": 3e-3, "epochs": 100},
     "spirals": {"hidden": (64, 64), "lr": 1e-2, "epochs": 300},
     "doc003": {"hidden": (50,), "lr": 1e-2, "epochs": 40, "batch_size": 50},
+    "mnist": {"hidden": (128,), "epochs": 10},
 }
+MNIST = "mnist:"  # --data mnist:DIR: the four MNIST IDX files in DIR (jmlp.data.load_mnist)
 
 TRAIN_EPILOG = """examples:
   jmlp train --data digits                       # ~97% test accuracy in seconds
@@ -86,14 +88,15 @@ TRAIN_EPILOG = """examples:
   jmlp train --data spirals --activation tanh --patience 30 --out runs/spirals
   jmlp train --data houses.csv --target price --task regression
   jmlp train --data iris --loss mse --output-activation sigmoid   # one-hot targets
+  jmlp train --data mnist:data/mnist               # the four MNIST IDX files in data/mnist
   jmlp train --config runs/digits-20250101-120000/config.json --seed 1
   jmlp train --resume runs/digits-20250101-120000 --epochs 60    # 30 more epochs
 
-built-in data sets: {datasets}
+built-in data sets: {datasets}; mnist:DIR reads MNIST's IDX files (its own test set, pixels/255)
 The run folder (--out) gets config.json, preprocessing.json (feature means and scales, target
-scale, class names), metrics.csv (one row per epoch), checkpoint.npz (jmlp.load_run), loss.png
-and, for classifiers, confusion.png (test set); with --patience also last.npz (the last epoch's
-state; checkpoint.npz holds the best epoch's). jmlp predict applies it to new data.
+scale, class names), metrics.csv (one row per epoch), checkpoint.npz (the trained model:
+jmlp.load_run), last.npz (the training state after the last epoch, which --resume continues),
+loss.png and, for classifiers, confusion.png (test set). jmlp predict applies it to new data.
 Unset options come from --config, then the data set's preset, then the defaults."""
 
 
@@ -109,7 +112,7 @@ def add_parser(sub) -> None:
     a(
         "--data",
         metavar="NAME|FILE",
-        help="built-in data set name, or a .csv / .npz file (NPZ: arrays x and y)",
+        help="built-in data set name, mnist:DIR, or a .csv / .npz file (NPZ: arrays x and y)",
     )
     a(
         "--config",
@@ -235,11 +238,11 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     if name is None:
         raise UsageError("train: --data is required (or --config FILE)")
     for option in ("target", "delimiter"):
-        if name in data.DATASETS and getattr(args, option) is not None:
+        if _built_in(name) and getattr(args, option) is not None:
             raise ValueError(
                 f"--{option}: applies to a CSV/NPZ file, not the built-in set {name!r}"
             )
-    preset = PRESETS.get(name, {})
+    preset = PRESETS.get("mnist" if name.startswith(MNIST) else name, {})
     cfg = {"data": name}
     for key in DEFAULTS:
         value = getattr(args, key)
@@ -248,6 +251,10 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
                 value = source[key]
         cfg[key] = tuple(value) if isinstance(value, list) else value
     return cfg
+
+
+def _built_in(name: str) -> bool:
+    return name in data.DATASETS or name.startswith(MNIST)
 
 
 def _check_resume_options(args: argparse.Namespace) -> None:
@@ -263,8 +270,12 @@ def _check_resume_options(args: argparse.Namespace) -> None:
 
 
 def load_data(cfg: dict[str, Any]) -> data.Dataset:
-    """The built-in set or the user's CSV/NPZ file named by ``cfg["data"]``, split."""
+    """The built-in set, MNIST or the user's CSV/NPZ file named by ``cfg["data"]``, split."""
     name, test = cfg["data"], cfg["test_split"]
+    if name.startswith(MNIST):
+        if cfg["task"] not in ("auto", "classification"):
+            raise ValueError(f"--task {cfg['task']}: MNIST is classification")
+        return data.load_mnist(name.removeprefix(MNIST))
     if name in data.DATASETS:
         seed = None if name == "doc003" else cfg["seed"]  # doc003 keeps the document's split
         ds = data.load(name, test_size=test, seed=seed)
@@ -320,14 +331,7 @@ def make_optimizer(cfg: dict[str, Any]):
         raise ValueError(
             f"--optimizer: expected one of {tuple(OPTIMIZERS)}, got {cfg['optimizer']!r}"
         )
-    return _optimizer(cfg["optimizer"], cfg["lr"])
-
-
-@lru_cache(maxsize=16)
-def _optimizer(name: str, lr: float):
-    """One object per setting: fit keeps compiled epochs per optimizer object, so runs in one
-    process (tests, a notebook calling main) with the same settings compile once."""
-    return OPTIMIZERS[name](lr)
+    return OPTIMIZERS[cfg["optimizer"]](cfg["lr"])
 
 
 def _targets(net: MLP, y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -362,11 +366,9 @@ def run_training(
     cfg: dict[str, Any], net: MLP, parts: dict, n_classes: int, out: Path, options: dict
 ) -> dict[str, Any]:
     """Fit (or, ``options["resume"]``, continue the run in ``out``); returns the FitResult,
-    the per-epoch wall times, the fit's seconds and key.
-
-    With early stopping, fit saves the last epoch's state to last.npz (what --resume continues;
-    the result holds the best epoch's). A resumed run continues last.npz if there is one, else
-    checkpoint.npz."""
+    the per-epoch wall times, the fit's seconds and key. fit keeps its own training state in
+    last.npz (the last epoch's, and with early stopping the best epoch's too): what --resume
+    continues, bitwise as if the run had never stopped."""
     key_init, key_fit = jax.random.split(jax.random.key(cfg["seed"]))
     params = init_params(key_init, net.sizes)
     x, y = parts["train"]
@@ -374,9 +376,7 @@ def run_training(
     validation = parts.get("validation")
     if validation is not None:
         validation = (validation[0], _targets(net, validation[1], n_classes))
-    resume, last = options["resume"], out / "last.npz"
-    checkpoint = (last if last.is_file() else out / "checkpoint.npz") if resume else None
-    checkpoint = last if cfg["patience"] and not resume else checkpoint
+    resume = options["resume"]
     seconds = _earlier_seconds(out, resume)
     if resume and cfg["epochs"] <= len(seconds):
         raise UsageError(
@@ -399,7 +399,7 @@ def run_training(
         patience=cfg["patience"] or None,
         progress=options["progress"],
         callback=lambda epoch, p, h: seconds.append(offset + time.perf_counter() - start),
-        checkpoint_path=checkpoint,
+        checkpoint_path=out / "last.npz",
         resume=resume,
     )
     return {
@@ -583,10 +583,11 @@ def run(args: argparse.Namespace) -> int:
         _check_same_data(out, ds)
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        out = args.out or Path("runs") / f"{Path(cfg['data']).stem}-{stamp}"
+        stem = "mnist" if cfg["data"].startswith(MNIST) else Path(cfg["data"]).stem
+        out = args.out or Path("runs") / f"{stem}-{stamp}"
     cfg.update(out=str(out), task=ds.task, sizes=list(net.sizes), n_classes=ds.n_classes)
     cfg.update(classes=None if ds.classes is None else list(ds.classes))
-    cfg["target"] = None if cfg["data"] in data.DATASETS else cfg["target"]
+    cfg["target"] = None if _built_in(cfg["data"]) else cfg["target"]
     out.mkdir(parents=True, exist_ok=True)  # fail before training if it cannot be made
     options = {"resume": resume, "progress": not (args.no_progress or args.quiet)}
     run = run_training(cfg, net, parts, ds.n_classes, out, options)

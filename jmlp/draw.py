@@ -1,0 +1,418 @@
+"""Draw a digit: a local web page that shows, live, how a trained MLP reads what you draw.
+
+The page (``draw_page.html``, served as it is: no external assets) posts the drawing pad's ink to
+``POST /api/predict`` as ``{"ink": [[a, ...], ...]}``, rows of numbers in ``[0, 1]`` (the pad's
+alpha channel). The server reduces it to the image format the model was trained on
+(`digit_image`), scales it as the training inputs were, and answers with the image, the network's
+outputs ``h^L`` and the first hidden layer ``h^1``, computed by ``jmlp.forward`` jitted once.
+``GET /api/model`` describes the model. Every bad request gets a 4xx status and
+``{"error": message}``; the server keeps serving.
+
+Models: `train_default_model` (64-128-10 on scikit-learn's bundled 8x8 digits, a few seconds) or
+`load_run_model` (a run folder of ``jmlp train --data digits`` or ``--data mnist:DIR``).
+"""
+
+import json
+import socket
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpy.typing import ArrayLike
+
+from jmlp import data, optim
+from jmlp.checkpoint import load_checkpoint
+from jmlp.forward import MLP, forward, forward_cache
+from jmlp.init import Params, init_params
+from jmlp.metrics import accuracy
+from jmlp.train import fit
+
+MAX_BODY_BYTES = 1 << 20  # a 280 x 280 pad is about 160 kB of JSON
+MAX_SIDE = 1024  # rows and columns of ink accepted by the server
+_DRAIN_BYTES = 16 << 20  # an oversized body up to this size is read and dropped before the 413
+
+
+# ----------------------------------------------------------------------------- the image
+
+
+class Frame(NamedTuple):
+    """How a data set's images were made from a pen's ink (see `digit_image`)."""
+
+    side: int  # the image is (side, side)
+    box: tuple[int, int]  # (rows, cols) the ink's bounding box is scaled into
+    fill_height: bool  # True: the box's height is always filled (the width follows, capped)
+    centre: str  # "box": the bounding box's centre, "mass": the ink's centre of mass, at the middle
+    full: float  # value of a cell covered by ink
+
+
+FRAMES = {
+    # UCI optdigits (scikit-learn's digits): 32 x 32 bitmaps, every digit as tall as the frame,
+    # at most 24 of 32 columns wide; on-pixels counted in 4 x 4 blocks, so 0..16 per cell.
+    8: Frame(8, (8, 6), True, "box", 16.0),
+    # MNIST: scaled to fit 20 x 20 (aspect kept), centre of mass at the middle of 28 x 28; 0..1.
+    28: Frame(28, (20, 20), False, "mass", 1.0),
+}
+
+
+def _box_filter(n_out: int, n_in: int, start: float, step: float) -> np.ndarray:
+    """``R (n_out, n_in)``: ``R[i, j] = |[start + i step, start + (i+1) step) & [j, j+1)| / step``.
+
+    ``R @ a`` averages ``a`` over each output cell's interval (area resampling, zero outside).
+    """
+    lo = start + step * np.arange(n_out)[:, None]
+    j = np.arange(n_in)[None, :]
+    return np.clip(np.minimum(lo + step, j + 1) - np.maximum(lo, j), 0.0, None) / step
+
+
+def _check_ink(ink: ArrayLike) -> np.ndarray:
+    a = np.asarray(ink)
+    if a.dtype.kind not in "iuf":
+        raise TypeError(f"ink: expected numbers, got dtype {a.dtype}")
+    if a.ndim != 2 or a.size == 0:
+        raise ValueError(f"ink: expected a non-empty 2-D array (rows of pixels), got {a.shape}")
+    a = a.astype(np.float64)
+    if not np.all(np.isfinite(a)) or a.min() < 0 or a.max() > 1:
+        raise ValueError(f"ink: expected values in [0, 1], got [{a.min()}, {a.max()}]")
+    return a
+
+
+def digit_image(ink: ArrayLike, side: int = 8) -> np.ndarray:
+    """The drawing ``ink (H, W)`` (0 blank .. 1 inked) as the data set's image ``(side, side)``.
+
+    Pixel ``(r, c)`` covers ``[r, r+1) x [c, c+1)``. The ink's bounding box (``h x w`` pixels) is
+    scaled by ``s_y`` and ``s_x`` pixels per cell, ``s_y = h / rows`` (``fill_height``) or
+    ``max(h / rows, w / cols)``, and ``s_x = max(s_y, w / cols)`` with ``(rows, cols) =
+    FRAMES[side].box``; its centre (or the ink's centre of mass) lands at the frame's middle.
+    Each cell is ``full`` times the mean ink over its ``s_y x s_x`` area, so ink is conserved:
+    ``sum(image) s_y s_x = full sum(ink)`` while the box lies inside the frame.
+
+    - ``side=8``: scikit-learn's digits (UCI optdigits), cells 0..16.
+    - ``side=28``: MNIST, cells 0..1.
+
+    A blank drawing gives zeros.
+    """
+    if side not in FRAMES:
+        raise ValueError(f"side: expected one of {tuple(FRAMES)}, got {side!r}")
+    frame, a = FRAMES[side], _check_ink(ink)
+    rows, cols = np.flatnonzero(a.any(axis=1)), np.flatnonzero(a.any(axis=0))
+    if rows.size == 0:
+        return np.zeros((side, side))
+    h, w = rows[-1] + 1 - rows[0], cols[-1] + 1 - cols[0]
+    box_rows, box_cols = frame.box
+    s_y = h / box_rows if frame.fill_height else max(h / box_rows, w / box_cols)
+    s_x = max(s_y, w / box_cols)
+    if frame.centre == "mass":
+        mass = a.sum()
+        c_y = a.sum(axis=1) @ (np.arange(a.shape[0]) + 0.5) / mass
+        c_x = a.sum(axis=0) @ (np.arange(a.shape[1]) + 0.5) / mass
+    else:
+        c_y, c_x = (rows[0] + rows[-1] + 1) / 2, (cols[0] + cols[-1] + 1) / 2
+    r_y = _box_filter(side, a.shape[0], c_y - side / 2 * s_y, s_y)
+    r_x = _box_filter(side, a.shape[1], c_x - side / 2 * s_x, s_x)
+    return frame.full * (r_y @ a @ r_x.T)
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+class DigitModel(NamedTuple):
+    """A classifier of ``(side, side)`` images; its input is ``x = (image.ravel() - mean) / std``.
+
+    ``mean`` and ``std`` are ``(side**2,)``: the scaling its training inputs had.
+    """
+
+    net: MLP
+    params: Params
+    side: int
+    mean: np.ndarray
+    std: np.ndarray
+    classes: tuple
+    description: str
+
+
+def digit_model(
+    net: MLP, params: Params, mean: ArrayLike, std: ArrayLike, classes: tuple, description: str
+) -> DigitModel:
+    """A checked `DigitModel`: 64 (8 x 8) or 784 (28 x 28) inputs, one output per class."""
+    side = round(net.sizes[0] ** 0.5)
+    if side * side != net.sizes[0] or side not in FRAMES:
+        raise ValueError(
+            f"net: expected 64 (8 x 8 digits) or 784 (28 x 28 MNIST) inputs, got {net.sizes[0]}"
+        )
+    if net.sizes[-1] != len(classes):
+        raise ValueError(
+            f"classes: expected one per output ({net.sizes[-1]}), got {len(classes)}: {classes}"
+        )
+    mean = np.broadcast_to(np.asarray(mean, np.float32), (side * side,))
+    std = np.broadcast_to(np.asarray(std, np.float32), (side * side,))
+    return DigitModel(net, params, side, mean, std, tuple(classes), description)
+
+
+def train_default_model(
+    *, epochs: int = 30, seed: int = 0, report: Callable[[int, float], Any] | None = None
+) -> tuple[DigitModel, float]:
+    """64-128-10 (ReLU, softmax, cross-entropy, Adam 1e-3, batch 32) on the bundled 8x8 digits.
+
+    Inputs are the pixels over 16 (``mean = 0, std = 16``); 1437 training and 360 test images
+    (``jmlp.data.load("digits", seed=seed)``, not standardized). ``report(epoch, loss)`` after
+    each epoch. **Returns:** the model and its accuracy on the 360 test images.
+    """
+    ds = data.load("digits", seed=seed, standardize=False)
+    net = MLP((64, 128, 10), activation="relu", output_activation="softmax", loss="cross_entropy")
+    key_init, key_fit = jax.random.split(jax.random.key(seed))
+    callback = None if report is None else (lambda e, p, h: report(e, h["loss"][-1]))
+    result = fit(
+        net,
+        init_params(key_init, net.sizes),
+        optim.adam(1e-3),
+        ds.x_train / 16,
+        ds.y_train,
+        epochs=epochs,
+        batch_size=32,
+        key=key_fit,
+        callback=callback,
+    )
+    test = float(accuracy(net, result.params, ds.x_test / 16, ds.y_test))
+    text = f"64-128-10 ReLU MLP, 8x8 digits, {epochs} epochs: test accuracy {test:.1%}"
+    return digit_model(net, result.params, 0.0, 16.0, ds.classes, text), test
+
+
+def load_run_model(folder: str | Path) -> DigitModel:
+    """The model of a run folder written by ``jmlp train --data digits`` or ``--data mnist:DIR``.
+
+    Reads ``config.json`` and ``checkpoint.npz``. Digits runs were standardized with their
+    training split's mean and std, recomputed here from the config's seed and test split;
+    MNIST runs take the pixels over 255 as they are.
+    """
+    folder = Path(folder)
+    try:
+        cfg = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"run: {folder} is not a jmlp run folder ({err})") from None
+    name = str(cfg.get("data"))
+    if name != "digits" and not name.startswith("mnist:"):
+        raise ValueError(
+            f"run: {folder} was trained on {name!r}; draw reads digits and mnist:DIR runs"
+        )
+    try:
+        net = MLP(tuple(cfg["sizes"]), cfg["activation"], cfg["output_activation"], cfg["loss"])
+        split = {"test_size": cfg["test_split"], "seed": cfg["seed"]}
+    except KeyError as err:
+        raise ValueError(f"run: {folder / 'config.json'} has no {err}") from None
+    if name == "digits":
+        ds = data.load("digits", **split, standardize=False)
+        *_, mean, std = data.standardize(ds.x_train)
+    else:
+        mean, std = 0.0, 1.0
+    template = init_params(jax.random.key(0), net.sizes)
+    params = load_checkpoint(folder / "checkpoint.npz", like_params=template).params
+    sizes = "-".join(map(str, net.sizes))
+    text = f"{sizes} MLP from {folder} (trained on {name})"
+    return digit_model(net, params, mean, std, tuple(cfg["classes"]), text)
+
+
+def make_predictor(model: DigitModel) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """``x (n_in,) -> (h^L (n_out,), h^1 (n_1,))``: ``jmlp.forward`` jitted once, compiled here.
+
+    ``h^1`` is empty for a net without a hidden layer."""
+    net = model.net
+
+    @jax.jit
+    def outputs(params: Params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        h = forward_cache(net, params, x[None]).h
+        return forward(net, params, x), h[1][0] if len(h) > 2 else jnp.zeros(0, x.dtype)
+
+    params = model.params
+    x0 = jnp.zeros(net.sizes[0], params[0]["W"].dtype)
+    jax.block_until_ready(outputs(params, x0))
+
+    def predict(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        y, h = outputs(params, jnp.asarray(x, x0.dtype))
+        return np.asarray(y), np.asarray(h)
+
+    return predict
+
+
+def model_info(model: DigitModel) -> dict[str, Any]:
+    """What ``GET /api/model`` returns."""
+    return {
+        "description": model.description,
+        "side": model.side,
+        "full": FRAMES[model.side].full,
+        "classes": [str(c) for c in model.classes],
+        "sizes": list(model.net.sizes),
+        "probabilities": model.net.output_activation == "softmax",
+    }
+
+
+def answer(model: DigitModel, predict: Callable, ink: ArrayLike) -> dict[str, Any]:
+    """What ``POST /api/predict`` returns for ``ink``: the image; outputs unless it is blank."""
+    image = digit_image(ink, model.side)
+    reply: dict[str, Any] = {"input": np.round(image, 4).tolist(), "empty": not image.any()}
+    if reply["empty"]:
+        return reply | {"prediction": None, "outputs": None, "hidden": None}
+    y, h = predict((image.ravel() - model.mean) / model.std)
+    best = int(np.argmax(y))
+    return reply | {
+        "prediction": str(model.classes[best]),
+        "outputs": [float(v) for v in y],
+        "hidden": np.round(h.astype(np.float64), 4).tolist(),
+    }
+
+
+# ----------------------------------------------------------------------------- the server
+
+
+class RequestError(Exception):
+    """A bad request: its HTTP status (4xx) and a message for the client."""
+
+    def __init__(self, status: HTTPStatus, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a number in JSON")
+
+
+def parse_ink(body: bytes) -> np.ndarray:
+    """The ``ink`` array of a ``POST /api/predict`` body, or a RequestError saying what is wrong."""
+    try:
+        request = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"malformed JSON: {err}") from None
+    if not isinstance(request, dict) or "ink" not in request:
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST, 'expected a JSON object {"ink": [[0..1, ...], ...]}'
+        )
+    try:
+        ink = np.asarray(request["ink"])
+    except ValueError:
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST, "ink: expected rows of equal length (a 2-D array)"
+        ) from None
+    if ink.ndim == 2 and max(ink.shape) > MAX_SIDE:
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST,
+            f"ink: expected at most {MAX_SIDE} x {MAX_SIDE}, got {ink.shape}",
+        )
+    try:
+        return _check_ink(ink)
+    except (TypeError, ValueError) as err:
+        raise RequestError(HTTPStatus.BAD_REQUEST, str(err)) from None
+
+
+class DrawServer(ThreadingHTTPServer):
+    """The page, ``GET /api/model`` and ``POST /api/predict`` for one model (one thread each)."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], model: DigitModel):
+        self.model = model
+        self.predict = make_predictor(model)
+        self.page = resources.files("jmlp").joinpath("draw_page.html").read_bytes()
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: DrawServer
+    server_version = "jmlp-draw"
+    timeout = 30  # seconds a client may stall mid-request
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the terminal shows the address, not a line per request."""
+
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header(
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+        )
+        if status == HTTPStatus.METHOD_NOT_ALLOWED:
+            self.send_header("Allow", "POST" if self._path() == "/api/predict" else "GET")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: HTTPStatus, obj: Any) -> None:
+        self._send(status, json.dumps(obj).encode(), "application/json")
+
+    def _error(self, status: HTTPStatus, message: str) -> None:
+        self._json(status, {"error": message})
+
+    def _path(self) -> str:
+        return urlsplit(self.path).path
+
+    def _body(self) -> bytes:
+        """The request body, at most MAX_BODY_BYTES (a larger one is dropped unread, then 413)."""
+        length = self.headers.get("Content-Length")
+        if length is None:
+            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "a Content-Length header is required")
+        if not length.isdigit():
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"Content-Length: not a size: {length!r}")
+        if int(length) > MAX_BODY_BYTES:
+            self.close_connection = True
+            for _ in range(min(int(length), _DRAIN_BYTES) // 65536):
+                if not self.rfile.read(65536):
+                    break
+            raise RequestError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"request body of {length} bytes; at most {MAX_BODY_BYTES}",
+            )
+        return self.rfile.read(int(length))
+
+    def do_GET(self) -> None:
+        path = self._path()
+        if path in ("/", "/index.html"):
+            self._send(HTTPStatus.OK, self.server.page, "text/html; charset=utf-8")
+        elif path == "/api/model":
+            self._json(HTTPStatus.OK, model_info(self.server.model))
+        elif path == "/api/predict":
+            self._error(HTTPStatus.METHOD_NOT_ALLOWED, "/api/predict takes POST")
+        else:
+            self._error(HTTPStatus.NOT_FOUND, f"no such path: {path} (try /)")
+
+    def do_POST(self) -> None:
+        path = self._path()
+        if path != "/api/predict":
+            known = path in ("/", "/index.html", "/api/model")
+            status = HTTPStatus.METHOD_NOT_ALLOWED if known else HTTPStatus.NOT_FOUND
+            self._error(status, f"POST {path}: only /api/predict takes POST")
+            return
+        try:
+            ink = parse_ink(self._body())
+            reply = answer(self.server.model, self.server.predict, ink)
+        except RequestError as err:
+            self._error(err.status, str(err))
+        except Exception as err:  # noqa: BLE001  (a bug, not the client's: say so, keep serving)
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(err).__name__}: {err}")
+        else:
+            self._json(HTTPStatus.OK, reply)
+
+    def _not_allowed(self) -> None:
+        self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not served here")
+
+    do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+
+
+def make_server(model: DigitModel, host: str = "127.0.0.1", port: int = 8765) -> DrawServer:
+    """A `DrawServer` listening on ``host:port`` (port 0: any free port); ``.serve_forever()``."""
+    return DrawServer((host, port), model)

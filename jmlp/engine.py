@@ -1,0 +1,325 @@
+"""The compiled training loop of ``jmlp.fit`` and ``jmlp.fit_many``: M members, one jitted call
+per chunk of epochs (``fit`` is the case M = 1).
+
+Every member carries its own params, optimizer state, hyper-parameters, stopping rules and data
+order; a member that stops is frozen, and the loop ends when every member has stopped:
+
+    while i < count and any member is active:                      (lax.while_loop)
+        e = start + i
+        for each block of G members:                               (lax.map over blocks)
+            perm = permutation(fold_in(key, e), N)  (one key, or one per member)
+            S = ceil(N / B) steps, perm padded to S * B and the pad masked by weights w_n
+            for s = 1..S:                                          (lax.scan)
+                (L_s, g) = gradient of the block's members on their mini-batches
+                updates, state = optimizer(h_m).update(g, state, params);  params += updates
+        per member: epoch loss sum_s n_s L_s / N, the NaN policy, metrics of the validation
+        and evaluation sets, the best val_loss (patience), tol; the history row i
+
+The gradient of a block is the delta rule in the layout its shapes call for (``Plan.layout``):
+"single" (one network, batch-major), "columns" (G networks on one shared batch:
+``jmlp.backprop.member_pass``) or "rows" (``jax.vmap`` of the batch-major pass, per-member
+batches or wide layers). Stopping rules and the NaN policy are decided here, on the device; the
+host (``jmlp.train``) sees the history once per chunk.
+"""
+
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jmlp.backprop import delta_rule, member_pass, with_l2
+from jmlp.forward import (
+    MLP,
+    batch_major,
+    example_scale,
+    forward_cache,
+    l2_penalty,
+    per_example_loss,
+)
+from jmlp.metrics import validation_metrics, validation_names
+
+Array = jax.Array
+RUNNING, MAX_EPOCHS, TOL, PATIENCE, NON_FINITE, CALLBACK = range(6)  # Members.code
+STATS = {"traces": 0}  # chunk functions traced (compiled) so far; the tests read it
+
+
+class Plan(NamedTuple):
+    """The static settings of a compiled run (hashable: equal plans share one compilation)."""
+
+    net: MLP
+    optimizer: Any  # jmlp.train.OptimizerSpec: .make(hparams) -> GradientTransformation
+    gradient: str  # "backprop" | "autodiff"
+    layout: str  # "single" | "columns" | "rows"
+    batch: int | None  # mini-batch size; None: one full-batch step per epoch
+    shared_order: bool  # one data order for every member (one key, or full batch)
+    mode: str  # NaN policy inside an epoch: "fast" (unchecked), "skip", "stop" (replay)
+    track_best: bool  # keep each member's best-val_loss params (patience)
+    blocks: int  # the members run in this many blocks of equal size, one after another
+    chunk: int  # epochs the history buffer of one call holds
+    split: Any = None  # a NamedSharding: every mini-batch split over its devices
+
+
+class Members(NamedTuple):
+    """The training state, every leaf with a leading member axis ``(M, ...)``."""
+
+    params: Any
+    opt_state: Any
+    active: Array  # bool: still training
+    code: Array  # int32: why it stopped (RUNNING while active)
+    epochs_run: Array  # int32: epochs completed
+    best_loss: Array  # the best val_loss so far (inf), patience only
+    best_epoch: Array  # int32: the epoch of best_loss
+    best: Any  # (params, opt_state) of best_loss, or None
+
+
+class Settings(NamedTuple):
+    """Per-member data: ``hparams`` name -> ``(M,)``, ``l2``, ``tol`` ``(M,)`` (-inf: off),
+    ``patience`` ``(M,)`` int32, ``keys``: one key, ``(M,)`` keys, or None (full batch)."""
+
+    hparams: dict
+    l2: Array
+    tol: Array
+    patience: Array
+    keys: Any
+
+
+class Data(NamedTuple):
+    """``x (N, n_0)``, target rows ``t (N, n_L)``, and the sets evaluated after every epoch
+    (validation first): a tuple of ``(x, t)``."""
+
+    x: Array
+    t: Array
+    sets: tuple
+
+
+# ----------------------------------------------------------------------------- small helpers
+
+
+def members_finite(tree: Any) -> Array:
+    """``(M,)``: True where every floating entry of member m's leaves is finite."""
+    leaves = [a for a in jax.tree.leaves(tree) if jnp.issubdtype(a.dtype, jnp.inexact)]
+    return jnp.all(
+        jnp.stack([jnp.all(jnp.isfinite(a), axis=tuple(range(1, a.ndim))) for a in leaves]), 0
+    )
+
+
+def select(mask: Array, new: Any, old: Any) -> Any:
+    """Member-wise ``where``: member m of ``new`` where ``mask[m]``, else of ``old``."""
+
+    def pick(a, b):
+        return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
+
+    return jax.tree.map(pick, new, old)
+
+
+def epoch_batches(n: int, batch: int, key: Array, epoch: Array) -> tuple[Array, Array | None]:
+    """Indices ``(S, B)`` of the epoch's ``S = ceil(n / B)`` steps, from
+    ``permutation(fold_in(key, epoch), n)`` padded with index 0, and the 0/1 weights of the
+    padded last step (None if B divides n): the data order of every member with this key."""
+    steps = -(-n // batch)
+    perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+    pad = steps * batch - n
+    idx = jnp.concatenate([perm, jnp.zeros(pad, perm.dtype)]).reshape(steps, batch)
+    mask = None if pad == 0 else (jnp.arange(steps * batch) < n).reshape(steps, batch)
+    return idx, mask
+
+
+def _step_counts(n: int, batch: int | None) -> np.ndarray:
+    """Real examples in each step: ``min(B, N - s B)``."""
+    batch = batch or n
+    return np.minimum(batch, n - batch * np.arange(-(-n // batch)))
+
+
+# ----------------------------------------------------------------------------- gradients
+
+
+def _one_gradient(net: MLP, gradient: str):
+    """``(params, x (B, n_0), t (B, n_L), s (B,), l2) -> (L, grads)`` for one network."""
+    if gradient == "backprop":
+
+        def hand(params, x, t, scale, l2):
+            value, grads, _ = delta_rule(net, params, x, t, scale, batch_major(net))
+            return with_l2(value, grads, params, l2)
+
+        return hand
+
+    def loss(params, x, t, scale, l2):
+        losses = per_example_loss(net, forward_cache(net, params, x), t)
+        return jnp.sum(scale * losses) + l2_penalty(params, l2)
+
+    return jax.value_and_grad(loss)
+
+
+def block_gradient(plan: Plan):
+    """``(params (G, ...), x, t, scale (B,), l2 (G,)) -> (L (G,), grads (G, ...))``; ``x`` and
+    ``t`` shared ``(B, n)`` or, with one data order per member, ``(G, B, n)``."""
+    if plan.layout == "columns":
+        return partial(member_pass, plan.net)
+    one = _one_gradient(plan.net, plan.gradient)
+    if plan.layout == "single":
+
+        def single(params, x, t, scale, l2):
+            if not plan.shared_order:  # this member's own rows (1, B, n)
+                x, t = x[0], t[0]
+            value, grads = one(jax.tree.map(lambda a: a[0], params), x, t, scale, l2[0])
+            return jax.tree.map(lambda a: a[None], (value, grads))
+
+        return single
+    data_axis = None if plan.shared_order else 0
+    return jax.vmap(one, in_axes=(0, data_axis, data_axis, None, 0))
+
+
+# ----------------------------------------------------------------------------- one epoch
+
+
+def _epoch_order(plan: Plan, n: int, keys: Any, epoch: Array):
+    """The scan's inputs: ``(idx (S, B) or (S, G, B), weights (S, B) or None)``, or None for
+    one full-batch step. Per-member orders are drawn by each member's key."""
+    if plan.batch is None:
+        return None
+    if plan.shared_order:
+        return epoch_batches(n, plan.batch, keys, epoch)
+    idx, mask = jax.vmap(lambda k: epoch_batches(n, plan.batch, k, epoch))(keys)
+    return jnp.swapaxes(idx, 0, 1), None if mask is None else mask[0]
+
+
+def _step_batch(plan: Plan, data: Data, xs):
+    """This step's ``(x, t, scale)``: the whole set, or rows ``idx`` (shared or per member)."""
+    net, x, t = plan.net, data.x, data.t
+    if xs is not None:
+        idx, weights = xs
+        x, t = x[idx], t[idx]
+    else:
+        weights = None
+    scale = example_scale(net, x.shape[-2], weights, x.dtype)
+    if plan.split is not None:
+        x, t, scale = jax.lax.with_sharding_constraint((x, t, scale), plan.split)
+    return x, t, scale
+
+
+def block_epoch(plan: Plan, data: Data, epoch: Array, shared_key, block: tuple) -> tuple:
+    """One epoch of one block of G members.
+
+    ``block = (params, opt_state, hparams, l2, keys)`` (leading axis G; ``keys`` None when the
+    members share ``shared_key``'s data order). Returns the new
+    ``(params, opt_state)`` and per member: the epoch loss, steps not ok (non-finite, or
+    skipped), the first step not ok (-1 if none) and whether the epoch ended finite."""
+    params, state, hparams, l2, keys = block
+    keys = shared_key if plan.shared_order else keys
+    gradient = block_gradient(plan)
+    update = jax.vmap(lambda h, g, s, p: plan.optimizer.make(h).update(g, s, p))
+    members = l2.shape[0]
+
+    def step(carry, xs):
+        p, s, ok_so_far = carry
+        x, t, scale = _step_batch(plan, data, xs)
+        values, grads = gradient(p, x, t, scale, l2)
+        updates, new_s = update(hparams, grads, s, p)
+        new_p = optax.apply_updates(p, updates)
+        if plan.mode == "fast":
+            return (new_p, new_s, ok_so_far), (values, jnp.isfinite(values))
+        ok = members_finite((values, new_p, new_s))
+        ok = ok & ok_so_far if plan.mode == "stop" else ok
+        return (select(ok, new_p, p), select(ok, new_s, s), ok), (values, ok)
+
+    carry = (params, state, jnp.ones((members,), bool))
+    order = _epoch_order(plan, data.x.shape[0], keys, epoch)
+    if order is None:
+        (params, state, _), (values, oks) = step(carry, None)
+        values, oks = values[None], oks[None]
+    else:
+        (params, state, _), (values, oks) = jax.lax.scan(step, carry, order)
+    counts = jnp.asarray(_step_counts(data.x.shape[0], plan.batch), values.dtype)[:, None]
+    if plan.net.reduction == "mean":
+        counts = counts * oks
+        loss = jnp.sum(jnp.where(oks, values, 0) * counts, 0) / jnp.sum(counts, 0)
+    else:
+        loss = jnp.sum(jnp.where(oks, values, 0), 0)
+    finite = jnp.all(oks, 0) & members_finite((params, state)) if plan.mode == "fast" else True
+    first_bad = jnp.where(jnp.all(oks, 0), -1, jnp.argmin(oks, 0))
+    not_ok = jnp.sum(~oks, 0).astype(values.dtype)
+    metrics = [jax.vmap(lambda p, s=s: jnp.stack(validation_metrics(plan.net, p, s)))(params)
+               for s in data.sets]  # fmt: skip
+    finite = jnp.broadcast_to(finite, (members,))
+    return (params, state), (loss, not_ok, first_bad, finite, metrics)
+
+
+def blocks_epoch(plan: Plan, members: Members, settings: Settings, data: Data, epoch: Array):
+    """:func:`block_epoch` for every block in turn (``lax.map``), results merged to ``(M, ...)``."""
+    shared_key, member_keys = (settings.keys, None) if plan.shared_order else (None, settings.keys)
+    block = (members.params, members.opt_state, settings.hparams, settings.l2, member_keys)
+    run = partial(block_epoch, plan, data, epoch, shared_key)
+    if plan.blocks == 1:
+        return run(block)
+    split = lambda a: a.reshape((plan.blocks, -1) + a.shape[1:])
+    merge = lambda a: a.reshape((-1,) + a.shape[2:])
+    return jax.tree.map(merge, jax.lax.map(run, jax.tree.map(split, block)))
+
+
+# ----------------------------------------------------------------------------- the chunk
+
+
+def _end_of_epoch(plan: Plan, members: Members, settings: Settings, epoch: Array, out) -> tuple:
+    """Apply the NaN policy and the stopping rules to every member; the history row ``(K, M)``."""
+    (params, state), (loss, not_ok, _, finite, set_metrics) = out
+    keep = members.active & finite
+    params, state = select(keep, params, members.params), select(keep, state, members.opt_state)
+    done = (epoch + 1).astype(jnp.int32)
+    rows = [loss] + ([not_ok] if plan.mode == "skip" else [])
+    rows += [column for m in set_metrics for column in m.T]
+    history = jnp.where(keep[None, :], jnp.stack(rows), jnp.nan)
+    code = jnp.where(members.active & ~finite, NON_FINITE, members.code)
+    best_loss, best_epoch, best = members.best_loss, members.best_epoch, members.best
+    waited = jnp.zeros_like(keep)
+    if plan.track_best:
+        val_loss = set_metrics[0][:, 0]
+        improved = keep & (val_loss < best_loss)
+        best_loss = jnp.where(improved, val_loss, best_loss)
+        best_epoch = jnp.where(improved, done, best_epoch)
+        best = select(improved, (params, state), best)
+        waited = keep & ~improved & (done - best_epoch >= settings.patience)
+    reached = keep & (loss <= settings.tol)
+    code = jnp.where(reached, TOL, jnp.where(waited, PATIENCE, code))
+    members = Members(
+        params,
+        state,
+        keep & ~reached & ~waited,
+        code,
+        jnp.where(keep, done, members.epochs_run),
+        best_loss,
+        best_epoch,
+        best,
+    )
+    return members, history
+
+
+def run_chunk(plan: Plan, members: Members, settings: Settings, data: Data, start, count):
+    """Up to ``count <= plan.chunk`` epochs from epoch ``start`` (0-based), stopping early when
+    no member is active. Returns ``(members, history (chunk, K, M), epochs done)``; history rows
+    past the epochs done, and entries of stopped members, are NaN."""
+    STATS["traces"] += 1
+    n_rows = 1 + (plan.mode == "skip") + len(data.sets) * len(validation_names(plan.net))
+    history = jnp.full((plan.chunk, n_rows, members.active.shape[0]), jnp.nan, data.x.dtype)
+
+    def body(carry):
+        i, members, history = carry
+        out = blocks_epoch(plan, members, settings, data, start + i)
+        members, row = _end_of_epoch(plan, members, settings, start + i, out)
+        return i + 1, members, jax.lax.dynamic_update_index_in_dim(history, row, i, 0)
+
+    def cond(carry):
+        i, members, _ = carry
+        return (i < count) & jnp.any(members.active)
+
+    i, members, history = jax.lax.while_loop(cond, body, (jnp.int32(0), members, history))
+    return members, history, i
+
+
+def replay_epoch(plan: Plan, members: Members, settings: Settings, data: Data, epoch):
+    """Epoch ``epoch`` again with every step checked (``plan.mode == "stop"``): each member
+    frozen before its first non-finite step. Returns ``(params, opt_state, first bad step)``."""
+    (params, state), (_, _, first_bad, _, _) = blocks_epoch(plan, members, settings, data, epoch)
+    return params, state, first_bad
