@@ -23,13 +23,14 @@ kept (scikit-learn watches the validation score, improved by at least ``tol``).
 """
 
 import warnings
-from collections.abc import Sequence
-from functools import lru_cache
+from collections.abc import Callable, Sequence
+from functools import partial
 from numbers import Integral, Real
 from typing import Any
 
 import jax
 import numpy as np
+import optax
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -54,21 +55,20 @@ REGRESSION_LOSSES = ("mse", "half_sse", "mae", "huber")
 _forward = jax.jit(forward, static_argnums=0)
 
 
-@lru_cache(maxsize=64)
 def make_optimizer(
-    solver: str, lr: float, momentum: float, nesterov: bool, b1: float, b2: float, eps: float
-):
-    """The ``jmlp.optim`` transformation for these settings; the same object for the same
-    settings, so that ``jmlp.fit`` reuses its compiled epoch (its cache keys on the optimizer).
+    solver: str, momentum: float, nesterov: bool, b1: float, b2: float, eps: float
+) -> Callable[..., optax.GradientTransformation]:
+    """A function of ``learning_rate`` returning the ``jmlp.optim`` transformation: ``jmlp.fit``
+    takes the rate as data (``hparams``), so fits at other rates reuse the compiled loop.
 
     ``"sgd"``: ``theta <- theta - eta g`` with ``momentum`` as scikit-learn's (``v <- mu v - eta
     g``, then ``theta <- theta + v``, or ``+ mu v - eta g`` with Nesterov), ``"adam"``: Adam with
     bias correction, eps outside the root (scikit-learn's and Kingma & Ba's)."""
     if solver == "adam":
-        return optim.adam(lr, b1, b2, eps)
+        return partial(optim.adam, b1=b1, b2=b2, eps=eps)
     if momentum == 0:
-        return optim.sgd(lr)
-    return (optim.nesterov if nesterov else optim.momentum)(lr, momentum)
+        return optim.sgd
+    return partial(optim.nesterov if nesterov else optim.momentum, gamma=momentum)
 
 
 def _check(name: str, value: Any, ok: bool, expected: str) -> None:
@@ -175,10 +175,10 @@ class _MLPEstimator(BaseEstimator):
         sizes = (n_in, *hidden_sizes(self.hidden_layer_sizes), n_out)
         return MLP(sizes, activation=activation, loss=loss)
 
-    def _optimizer(self):
-        values = (self.learning_rate_init, self.momentum, bool(self.nesterovs_momentum))
-        values += (self.beta_1, self.beta_2, self.epsilon)
-        return make_optimizer(self.solver, *(float(v) if _is_real(v) else v for v in values))
+    def _optimizer(self) -> Callable[..., optax.GradientTransformation]:
+        settings = (float(self.momentum), bool(self.nesterovs_momentum))
+        settings += (float(self.beta_1), float(self.beta_2), float(self.epsilon))
+        return make_optimizer(self.solver, *settings)
 
     def _batch(self, n: int) -> int:
         return min(200, n) if self.batch_size == "auto" else min(self.batch_size, n)
@@ -214,6 +214,7 @@ class _MLPEstimator(BaseEstimator):
             optimizer,
             x,
             t,
+            hparams={"learning_rate": float(self.learning_rate_init)},
             epochs=1 if incremental else self.max_iter,
             batch_size=batch,
             key=jax.random.fold_in(jax.random.key(seed), self.n_iter_),
