@@ -1,21 +1,29 @@
-"""Speed of jmlp against its targets (issue 5), measured in one run on this machine.
+"""Speed of jmlp against references measured in the same run, on this machine.
 
     python experiments/benchmark.py [--quick] [--out DIR] [--repeats 5]
 
 1. step_ratio: one Adam step by the hand-written gradient over one by jax.value_and_grad, both
    inside the same jitted lax.scan epoch (784-512-512-10 batch 128; 5-50-3 batch 50). Target <= 1.
 2. fit_rate: samples/s and GFLOP/s of jmlp.fit on 784-512-512-10 (batch 128), against the rate
-   of the same matmuls alone (forward, delta and dW shapes, timed in a scan). Target >= 80%.
-3. fit_vs_plain: jmlp.fit against the obvious loop (Python loop over mini-batches, one jitted
-   jax.value_and_grad + optax step each, numpy shuffling). Target: fit not slower.
-4. ensemble: fit_many with 1, 8, 64, 512 members of 5-50-3 (400 samples, batch 50, 100 epochs,
-   Adam), cost per model over one jmlp.fit; also a plain jax.vmap of the training run and the
-   block sizes. Target: 512 members at <= 1/16 of one model's cost each.
-5. per_example: per-example gradients (hand-written, and their norms) and jax.vmap(jax.grad),
+   of the same matmuls alone (forward, delta and dW shapes, timed in a scan). Target >= 0.8.
+3. fit_vs_scan: jmlp.fit's samples/s over a plain JAX program that puts the whole run (every
+   epoch, shuffled as fit shuffles) in one jitted scan. Targets 0.8 (5-50-3, 400 examples, batch
+   50, 300 epochs) and 0.95 (784-512-512-10, batch 128).
+4. recompile: a loop of fit calls that builds a fresh but equal optimizer each time, over the
+   same loop reusing one optimizer object (optax.adam and jmlp.optim.adam). Target <= 1.3.
+5. sweep: a 64-member learning-rate sweep as a Python loop of fit with the rate as data
+   (hparams), over one fit_many call. Target <= 3.
+6. ensemble: fit_many with 8, 64, 512 members of 5-50-3 (400 examples, batch 50, 100 epochs,
+   Adam): time per member over the one-member run of the same engine (jmlp.fit). Target 512:
+   <= 1/10. Also the ensemble's FLOP rate over a 1024^3 matmul's.
+7. doc003: document 003's run (5-50-3, 500 epochs of 8 fixed batches, Adam eps inside the root)
+   for 100 seeds in one fit_many call, time per seed over the document's own numpy algorithm
+   per seed (a transcription of its code). Target <= 1/20.
+8. per_example: per-example gradients (hand-written, and their norms) and jax.vmap(jax.grad),
    each over one batch gradient, batch 128 on 784-512-512-10.
-Times are the minimum over --repeats runs after a compiling run; the runs compared with each
-other are interleaved (one of each per round), so that they see the same load. Prints tables;
-writes results.json (with the device and jax version) to --out.
+Times are the minimum over --repeats runs after a first (compiling) run; the runs compared with
+each other are interleaved (one of each per round), so that they see the same load. Prints
+tables; writes results.json (with the device and jax version) to --out.
 """
 
 import itertools
@@ -29,28 +37,33 @@ import optax
 from common import parse_args, save_json, table
 
 import jmlp
-from jmlp import fit_many, init_many
 from jmlp.per_example import per_example_grad_norms, per_example_grads
 
 CONFIG = {
     "big": {"sizes": (784, 512, 512, 10), "n": 4096, "batch": 128, "epochs": 2},
     "small": {"sizes": (5, 50, 3), "n": 400, "batch": 50, "epochs": 100},
-    "members": (1, 8, 64, 512),
-    "blocks": (64, 128, 256, 512),
+    "scan_epochs": {"small": 300, "big": 2},
+    "loop_fits": 5,
+    "sweep_members": 64,
+    "members": (8, 64, 512),
+    "matmul": 1024,
+    "doc003": {"seeds": 100, "epochs": 500},
     "per_example_batch": 128,
     "lr": 1e-3,
     "ratio_nets": ("big", "small"),
-    "variants": True,  # fit_many with autodiff / N data orders
 }
 QUICK = {
     "big": {"sizes": (64, 32, 32, 10), "n": 512, "batch": 64, "epochs": 2},
     "small": {"sizes": (5, 50, 3), "n": 400, "batch": 50, "epochs": 5},
-    "members": (1, 8),
-    "blocks": (),
+    "scan_epochs": {"small": 5, "big": 2},
+    "loop_fits": 2,
+    "sweep_members": 4,
+    "members": (8,),
+    "matmul": 128,
+    "doc003": {"seeds": 4, "epochs": 5},
     "per_example_batch": 32,
     "lr": 1e-3,
     "ratio_nets": ("small",),
-    "variants": False,
 }
 
 
@@ -183,123 +196,221 @@ def fit_rate(cfg, repeats):
     }
 
 
-# ----------------------------------------------------------------------------- 3. fit vs plain
+# ----------------------------------------------------------------------------- 3. fit vs scan
 
 
-def plain_loop(net, opt, x, y, batch, epochs):
-    """The obvious way: numpy shuffle, slice, one jitted value_and_grad + optax step per batch."""
+def scan_run(net, opt, n, batch, epochs):
+    """The plain JAX reference: every epoch in one jitted scan, each epoch shuffled by
+    ``permutation(fold_in(key, e), n)`` (fit's order; B divides n here), one Adam step per batch
+    by jax.value_and_grad, the epoch's mean loss kept."""
 
     @jax.jit
-    def step(params, state, xb, yb):
-        value, grads = jax.value_and_grad(jmlp.loss, argnums=1)(net, params, xb, yb)
-        updates, state = opt.update(grads, state, params)
-        return optax.apply_updates(params, updates), state, value
+    def run(params, key, x, t):
+        def epoch(carry, e):
+            idx = jax.random.permutation(jax.random.fold_in(key, e), n).reshape(-1, batch)
 
-    def run(params):
-        state, rng = opt.init(params), np.random.default_rng(0)
-        for _ in range(epochs):
-            perm, losses = rng.permutation(len(x)), []
-            for i in range(0, len(x), batch):
-                idx = perm[i : i + batch]
-                params, state, value = step(params, state, x[idx], y[idx])
-                losses.append(value)
-            float(np.mean(jax.device_get(losses)))  # the epoch's loss on the host
-        return params
+            def step(c, i):
+                p, s = c
+                value, g = jax.value_and_grad(jmlp.loss, argnums=1)(net, p, x[i], t[i])
+                u, s = opt.update(g, s, p)
+                return (optax.apply_updates(p, u), s), value
+
+            carry, values = jax.lax.scan(step, carry, idx)
+            return carry, jnp.mean(values)
+
+        carry, losses = jax.lax.scan(epoch, (params, opt.init(params)), jnp.arange(epochs))
+        return carry[0], losses
 
     return run
 
 
-def fit_vs_plain(cfg, repeats):
+def fit_vs_scan(cfg, repeats):
     rows = []
     for name in cfg["ratio_nets"]:
-        c = cfg[name]
+        c, epochs = cfg[name], cfg["scan_epochs"][name]
         net, params, x, y = problem(c["sizes"], c["n"])
-        opt, epochs = optax.adam(cfg["lr"]), min(c["epochs"], 20)
-        kw = {"epochs": epochs, "batch_size": c["batch"], "key": jax.random.key(1)}
+        opt, key = optax.adam(cfg["lr"]), jax.random.key(1)
+        t = jax.nn.one_hot(y, c["sizes"][-1], dtype=jnp.float32)
+        run = scan_run(net, opt, c["n"], c["batch"], epochs)
+        kw = {"epochs": epochs, "batch_size": c["batch"], "key": key}
         runs = {
             "fit": partial(fit_params, net, params, opt, x, y, **kw),
-            "plain": partial(plain_loop(net, opt, x, y, c["batch"], epochs), params),
+            "scan": partial(run, params, key, jnp.asarray(x), t),
         }
         times = best_times(runs, repeats)
-        fit_s, plain_s = times["fit"], times["plain"]
+        samples = epochs * c["n"]
         rows.append(
             {
                 "net": "-".join(map(str, c["sizes"])),
                 "epochs": epochs,
-                "fit_s": fit_s,
-                "plain_s": plain_s,
-                "speedup": plain_s / fit_s,
+                "fit_samples_per_s": samples / times["fit"],
+                "scan_samples_per_s": samples / times["scan"],
+                "ratio": times["scan"] / times["fit"],
             }
         )
     return rows
 
 
-# ----------------------------------------------------------------------------- 4. ensembles
+# ----------------------------------------------------------------------------- 4. recompile
 
 
-def plain_vmap_run(net, opt, x, t, batch, epochs):
-    """Baseline: jax.vmap over members of the whole training run (shared mini-batches)."""
-    n = x.shape[0]
+def recompile(cfg, repeats):
+    """Loops of ``loop_fits`` fits of document 003's model: a fresh, equal optimizer per fit
+    against one optimizer object reused."""
+    c = cfg["small"]
+    net, params, x, y = problem(c["sizes"], c["n"])
+    kw = {"epochs": c["epochs"], "batch_size": c["batch"], "key": jax.random.key(1)}
+    makers = {
+        "optax.adam": lambda: optax.adam(1e-4, b1=0.99),
+        "jmlp.optim.adam": lambda: jmlp.optim.adam(1e-4, b1=0.99),
+    }
 
-    def train_one(params, key):
-        def epoch(carry, e):
-            idx = jax.random.permutation(jax.random.fold_in(key, e), n)[: n // batch * batch]
+    def loop(make, fresh: bool):
+        reused = make()
+        return [
+            fit_params(net, params, make() if fresh else reused, x, y, **kw)
+            for _ in range(cfg["loop_fits"])
+        ]
 
-            def step(c, i):
-                p, s = c
-                _, g = jmlp.backprop(net, p, x[i], t[i])
-                u, s = opt.update(g, s, p)
-                return (optax.apply_updates(p, u), s), None
+    rows = []
+    for name, make in makers.items():
+        runs = {"fresh": partial(loop, make, True), "reused": partial(loop, make, False)}
+        times = best_times(runs, repeats)
+        rows.append({"optimizer": name, **times, "ratio": times["fresh"] / times["reused"]})
+    return rows
 
-            return jax.lax.scan(step, carry, idx.reshape(-1, batch))[0], None
 
-        return jax.lax.scan(epoch, (params, opt.init(params)), jnp.arange(epochs))[0][0]
+# ----------------------------------------------------------------------------- 5. sweep
 
-    return jax.jit(jax.vmap(train_one, in_axes=(0, None)))
+
+def sweep(cfg, repeats):
+    """A learning-rate sweep: a Python loop of fit with the rate as data, against fit_many."""
+    c, m = cfg["small"], cfg["sweep_members"]
+    net, _, x, y = problem(c["sizes"], c["n"])
+    stack = jmlp.init_many(jax.random.split(jax.random.key(0), m), c["sizes"])
+    rates = np.logspace(-4, -1, m)
+    kw = {"epochs": c["epochs"], "batch_size": c["batch"], "key": jax.random.key(1)}
+
+    def loop():
+        return [
+            fit_params(
+                net, jmlp.member(stack, i), optax.adam, x, y, hparams={"learning_rate": rate}, **kw
+            )
+            for i, rate in enumerate(rates)
+        ]
+
+    def many():
+        return jmlp.fit_many(
+            net, optax.adam, x, y, params=stack, hparams={"learning_rate": rates}, **kw
+        ).params
+
+    times = best_times({"loop of fit": loop, "fit_many": many}, repeats)
+    return {"members": m, **times, "ratio": times["loop of fit"] / times["fit_many"]}
+
+
+# ----------------------------------------------------------------------------- 6. ensembles
+
+
+def matmul_gflops(size: int, repeats: int) -> float:
+    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+    run = jax.jit(lambda a, b: a @ b)
+    seconds = best_times({"matmul": partial(run, a, a)}, repeats)["matmul"]
+    return 2 * size**3 / seconds / 1e9
 
 
 def ensemble(cfg, repeats):
+    """fit_many of M members against one fit (the one-member case of the same engine); the
+    FLOP rate of the largest ensemble against a large matmul's."""
     c = cfg["small"]
     net, params, x, y = problem(c["sizes"], c["n"])
-    opt, key = optax.adam(cfg["lr"]), jax.random.key(1)
-    kw = {"epochs": c["epochs"], "batch_size": c["batch"], "key": key}
+    opt = optax.adam(cfg["lr"])
+    kw = {"epochs": c["epochs"], "batch_size": c["batch"], "key": jax.random.key(1)}
 
-    def many(stack, **options):
-        return fit_many(net, opt, x, y, params=stack, **(kw | options)).params
+    def many(stack):
+        return jmlp.fit_many(net, opt, x, y, params=stack, **kw).params
 
     def stack_of(m):
-        return init_many(jax.random.split(jax.random.key(0), m), c["sizes"])
+        return jmlp.init_many(jax.random.split(jax.random.key(0), m), c["sizes"])
 
-    # (method, members, block) -> run; all interleaved, so every ratio sees the same load
-    runs = {("jmlp.fit, one model", 1, 1): partial(fit_params, net, params, opt, x, y, **kw)}
-    for m in cfg["members"]:
-        runs["fit_many", m, min(m, 128)] = partial(many, stack_of(m))
-    m = cfg["members"][-1]
-    for block in cfg["blocks"]:
-        if block != 128:
-            runs["fit_many", m, block] = partial(many, stack_of(m), block_size=block)
-    if cfg["variants"]:
-        runs["fit_many autodiff", m, 128] = partial(many, stack_of(m), gradient="autodiff")
-        keys = jax.random.split(key, m)
-        runs["fit_many, N data orders", m, 128] = partial(many, stack_of(m), key=keys)
-    t = jax.nn.one_hot(y, c["sizes"][-1], dtype=jnp.float32)
-    vmapped = plain_vmap_run(net, opt, jnp.asarray(x), t, c["batch"], c["epochs"])
-    runs["plain jax.vmap of the run", m, m] = partial(vmapped, stack_of(m), key)
+    runs = {1: partial(fit_params, net, params, opt, x, y, **kw)}
+    runs |= {m: partial(many, stack_of(m)) for m in cfg["members"]}
     times = best_times(runs, repeats)
-    one = times["jmlp.fit, one model", 1, 1]
-    return [
+    steps = c["epochs"] * -(-c["n"] // c["batch"])
+    flops = steps * train_flops(c["sizes"], c["batch"])
+    peak = matmul_gflops(cfg["matmul"], repeats)
+    rows = [
         {
-            "method": method,
-            "members": members,
-            "block": block,
-            "seconds": seconds,
-            "per_model_rel": seconds / members / one,
+            "members": m,
+            "seconds": s,
+            "per_member_rel": s / m / times[1],
+            "gflops": m * flops / s / 1e9,
+            "fraction_of_matmul": m * flops / s / 1e9 / peak,
         }
-        for (method, members, block), seconds in times.items()
+        for m, s in times.items()
     ]
+    return {"rows": rows, "matmul_gflops": peak, "matmul_size": cfg["matmul"]}
 
 
-# ----------------------------------------------------------------------------- 5. per-example
+# ----------------------------------------------------------------------------- 7. document 003
+
+
+def numpy_doc003(x, labels, params, epochs: int, batch: int = 50):
+    """Document 003's training algorithm as its numpy code writes it (5-50-3 ReLU / softmax,
+    summed cross-entropy, batches in a fixed order, Adam with eps inside the root, lr 1e-4,
+    b1 0.99, b2 0.999), from jmlp-style ``params``: our transcription, the reference of part 7.
+    Returns ``[W1, b1, W2, b2]``."""
+    params = [np.array(p[k]) for p in params for k in ("W", "b")]
+    k = params[-1].shape[0]
+    t_all = np.eye(k)[labels]
+    mom = [np.zeros_like(p) for p in params]
+    vel = [np.zeros_like(p) for p in params]
+    lr, b1, b2, eps, step = 1e-4, 0.99, 0.999, 1e-8, 1
+    for _ in range(epochs):
+        for j in range(len(x) // batch):
+            xb, tb = x[j * batch : (j + 1) * batch], t_all[j * batch : (j + 1) * batch]
+            w1, c1, w2, c2 = params
+            z = xb.dot(w1) + c1
+            z[z < 0] = 0
+            a = np.exp(z.dot(w2) + c2)
+            p = a / a.sum(axis=1, keepdims=True)
+            delta = p - tb
+            back = delta.dot(w2.T) * (z > 0)
+            grads = [xb.T.dot(back), back.sum(axis=0), z.T.dot(delta), delta.sum(axis=0)]
+            for i, g in enumerate(grads):
+                mom[i] = b1 * mom[i] + (1 - b1) * g
+                vel[i] = b2 * vel[i] + (1 - b2) * g * g
+                m_hat, v_hat = mom[i] / (1 - b1**step), vel[i] / (1 - b2**step)
+                params[i] = params[i] - lr * m_hat / np.sqrt(v_hat + eps)
+            step += 1
+    return params
+
+
+def doc003(cfg, repeats):
+    c = cfg["doc003"]
+    data = jmlp.data.load("doc003")
+    x, y = data.x_train.astype(np.float32), data.y_train
+    net = jmlp.MLP((5, 50, 3), "relu", "softmax", "cross_entropy", reduction="sum")
+    opt = jmlp.optim.adam(1e-4, b1=0.99, eps_inside_sqrt=True)
+    keys = jax.random.split(jax.random.key(0), c["seeds"])
+    stack = jmlp.init_many(keys, net.sizes, weight_init="lecun_normal")
+
+    def many():
+        return jmlp.fit_many(
+            net, opt, x, y, params=stack, epochs=c["epochs"], batch_size=50, shuffle=False
+        ).params
+
+    first = jax.tree.map(np.asarray, jmlp.member(stack, 0))
+    runs = {
+        "fit_many, all seeds": many,
+        "numpy, one seed": partial(numpy_doc003, x, y, first, c["epochs"]),
+    }
+    times = best_times(runs, repeats)
+    per_seed = times["fit_many, all seeds"] / c["seeds"]
+    return {"seeds": c["seeds"], **times, "per_seed": per_seed,
+            "ratio": per_seed / times["numpy, one seed"]}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- 8. per-example
 
 
 def per_example_methods(net, x, y) -> dict:
@@ -360,29 +471,80 @@ def main():
         )
     )
 
-    results["fit_vs_plain"] = rows = fit_vs_plain(cfg, repeats)
-    print("\n3. jmlp.fit vs a plain jax.grad + optax Python loop; target speedup >= 1")
+    results["fit_vs_scan"] = rows = fit_vs_scan(cfg, repeats)
     print(
-        table(
-            ["net", "epochs", "fit s", "plain s", "speedup"],
-            [[r["net"], str(r["epochs"]), r["fit_s"], r["plain_s"], r["speedup"]] for r in rows],
-        )
+        "\n3. jmlp.fit samples/s over a plain whole-run JAX scan; targets 0.8 (5-50-3), 0.95 (784)"
     )
-
-    results["ensemble"] = rows = ensemble(cfg, repeats)
-    print("\n4. ensembles of 5-50-3: cost per model / one jmlp.fit; target <= 1/16 = 0.0625 at 512")
     print(
         table(
-            ["method", "members", "block", "seconds", "per model rel."],
+            ["net", "epochs", "fit samples/s", "scan samples/s", "ratio"],
             [
-                [r["method"], str(r["members"]), str(r["block"]), r["seconds"], r["per_model_rel"]]
+                [
+                    r["net"],
+                    str(r["epochs"]),
+                    r["fit_samples_per_s"],
+                    r["scan_samples_per_s"],
+                    r["ratio"],
+                ]
                 for r in rows
             ],
         )
     )
 
+    results["recompile"] = rows = recompile(cfg, repeats)
+    print(f"\n4. {cfg['loop_fits']} fits with a fresh equal optimizer / reusing one; target <= 1.3")
+    print(
+        table(
+            ["optimizer", "fresh s", "reused s", "ratio"],
+            [[r["optimizer"], r["fresh"], r["reused"], r["ratio"]] for r in rows],
+        )
+    )
+
+    results["sweep"] = r = sweep(cfg, repeats)
+    print(
+        f"\n5. {r['members']}-member learning-rate sweep: loop of fit (rate as data) / fit_many; target <= 3"
+    )
+    print(
+        table(
+            ["loop of fit s", "fit_many s", "ratio"],
+            [[r["loop of fit"], r["fit_many"], r["ratio"]]],
+        )
+    )
+
+    results["ensemble"] = e = ensemble(cfg, repeats)
+    print(
+        f"\n6. ensembles of 5-50-3: time per member / one jmlp.fit; target <= 1/10 at 512; "
+        f"FLOP rate / a {e['matmul_size']}^3 matmul ({e['matmul_gflops']:.4g} GFLOP/s)"
+    )
+    print(
+        table(
+            ["members", "seconds", "per member rel.", "GFLOP/s", "fraction of matmul"],
+            [
+                [
+                    str(r["members"]),
+                    r["seconds"],
+                    r["per_member_rel"],
+                    r["gflops"],
+                    r["fraction_of_matmul"],
+                ]
+                for r in e["rows"]
+            ],
+        )
+    )
+
+    results["doc003"] = r = doc003(cfg, repeats)
+    print(
+        f"\n7. document 003, {r['seeds']} seeds in one fit_many: time per seed / its numpy code; target <= 1/20"
+    )
+    print(
+        table(
+            ["fit_many s", "per seed s", "numpy s", "ratio"],
+            [[r["fit_many, all seeds"], r["per_seed"], r["numpy, one seed"], r["ratio"]]],
+        )
+    )
+
     results["per_example"] = rows = per_example(cfg, repeats)
-    print("\n5. per-example gradients over one batch gradient")
+    print("\n8. per-example gradients over one batch gradient")
     print(
         table(
             ["net", "method", "batch", "seconds", "relative"],

@@ -11,6 +11,8 @@ matplotlib.use("Agg")  # no display needed; figures go to PNG files
 import matplotlib.pyplot as plt
 import numpy as np
 
+import jmlp
+
 
 def parse_args(doc: str, script: str, argv=None, extra=()) -> argparse.Namespace:
     """``--seed``, ``--out DIR`` (default ``runs/<script>``), ``--quick`` and ``extra``
@@ -25,6 +27,7 @@ def parse_args(doc: str, script: str, argv=None, extra=()) -> argparse.Namespace
         parser.add_argument(*flags, **kwargs)
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
+    jmlp.use_compilation_cache()  # a second run loads its compiled programs from disk
     return args
 
 

@@ -9,7 +9,9 @@ from jmlp import parallel as parallel
 from jmlp.activations import ACTIVATIONS as ACTIVATIONS
 from jmlp.backprop import autodiff as autodiff
 from jmlp.backprop import backprop as backprop
+from jmlp.backprop import backprop_many as backprop_many
 from jmlp.backprop import custom_vjp_loss as custom_vjp_loss
+from jmlp.cache import use_compilation_cache as use_compilation_cache
 from jmlp.checkpoint import Checkpoint as Checkpoint
 from jmlp.checkpoint import load_checkpoint as load_checkpoint
 from jmlp.checkpoint import save_checkpoint as save_checkpoint

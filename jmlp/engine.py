@@ -115,14 +115,19 @@ def select(mask: Array, new: Any, old: Any) -> Any:
     return jax.tree.map(pick, new, old)
 
 
-def epoch_batches(n: int, batch: int, key: Array, epoch: Array) -> tuple[Array, Array | None]:
+def epoch_batches(
+    n: int, batch: int, key: Array | None, epoch: Array
+) -> tuple[Array, Array | None]:
     """Indices ``(S, B)`` of the epoch's ``S = ceil(n / B)`` steps, from
-    ``permutation(fold_in(key, epoch), n)`` padded with index 0, and the 0/1 weights of the
-    padded last step (None if B divides n): the data order of every member with this key."""
+    ``permutation(fold_in(key, epoch), n)`` (``0, 1, ..., n - 1`` in order when ``key`` is None)
+    padded with index 0, and the 0/1 weights of the padded last step (None if B divides n):
+    the data order of every member with this key."""
     steps = -(-n // batch)
-    perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+    order = (
+        jnp.arange(n) if key is None else jax.random.permutation(jax.random.fold_in(key, epoch), n)
+    )
     pad = steps * batch - n
-    idx = jnp.concatenate([perm, jnp.zeros(pad, perm.dtype)]).reshape(steps, batch)
+    idx = jnp.concatenate([order, jnp.zeros(pad, order.dtype)]).reshape(steps, batch)
     mask = None if pad == 0 else (jnp.arange(steps * batch) < n).reshape(steps, batch)
     return idx, mask
 
@@ -260,6 +265,41 @@ def blocks_epoch(plan: Plan, members: Members, settings: Settings, data: Data, e
 
 
 # ----------------------------------------------------------------------------- the chunk
+
+
+def pad_members(tree: Any, size: int) -> Any:
+    """Leaves ``(N, ...)`` padded to ``(size, ...)`` by repeating member 0."""
+
+    def pad(a):
+        return jnp.concatenate([a, jnp.repeat(a[:1], size - a.shape[0], 0)])
+
+    return tree if size == jax.tree.leaves(tree)[0].shape[0] else jax.tree.map(pad, tree)
+
+
+def start(plan: Plan, size: int, many: bool, params, opt_state, hparams: dict) -> Members:
+    """The members at the start: ``params`` ``(N, ...)`` (``many``) or one network's, padded to
+    ``size`` (the padding inactive); ``opt_state`` given, or ``optimizer(h_m).init(params_m)``."""
+    if not many:
+        params, opt_state = jax.tree.map(lambda a: jnp.asarray(a)[None], (params, opt_state))
+    n = jax.tree.leaves(params)[0].shape[0]
+    params = pad_members(params, size)
+    if opt_state is None:
+        opt_state = jax.vmap(lambda h, p: plan.optimizer.make(h).init(p))(hparams, params)
+    else:
+        opt_state = pad_members(opt_state, size)
+    zeros = jnp.zeros((size,), jnp.int32)
+    best_loss = jnp.full((size,), jnp.inf, jax.tree.leaves(params)[0].dtype)
+    best = (params, opt_state) if plan.track_best else None
+    return Members(params, opt_state, jnp.arange(size) < n, zeros, zeros, best_loss, zeros, best)
+
+
+def finish(plan: Plan, n: int, many: bool, members: Members) -> tuple:
+    """The params and optimizer state to return: the best epoch's (patience) where there is
+    one; the N members, or the one member of ``fit``."""
+    params, state = members.params, members.opt_state
+    if plan.track_best:
+        params, state = select(jnp.isfinite(members.best_loss), members.best, (params, state))
+    return jax.tree.map(lambda a: a[:n] if many else a[0], (params, state))
 
 
 def _end_of_epoch(plan: Plan, members: Members, settings: Settings, epoch: Array, out) -> tuple:

@@ -12,11 +12,12 @@ the same bits.
 
 No recompilation for equal work: the compiled chunk is cached per static plan (the net, the
 optimizer's key, the gradient, layout, batch, NaN policy) and by jax per shape. An optimizer's
-key is its value for :mod:`jmlp.optim`'s transformations (equal settings, equal key) and, for any
-other optax transformation or optimizer function, the jaxprs of its ``init`` and ``update``
-traced at the params' shapes (with their constants): a fresh but equal ``optax.adam(1e-3)``
-reuses the compiled loop, ``optax.adam(2e-3)`` does not. Hyper-parameters passed as data
-(``hparams``, ``l2``, ``tol``, ``patience``) never recompile.
+key is its settings for :mod:`jmlp.optim`'s transformations (equal settings, equal key); for
+optax transformations and optimizer functions, a fingerprint of what they compute
+(:mod:`jmlp.fingerprint`: code, closed-over values, globals) or, where none is sound, the jaxprs
+of ``init`` and ``update`` traced at the params' shapes with their constants. So a fresh but
+equal ``optax.adam(1e-3)`` reuses the compiled loop, ``optax.adam(2e-3)`` does not.
+Hyper-parameters passed as data (``hparams``, ``l2``, ``tol``, ``patience``) never recompile.
 """
 
 import hashlib
@@ -44,6 +45,7 @@ from jmlp.arguments import (
 )
 from jmlp.checkpoint import load_checkpoint, save_checkpoint
 from jmlp.engine import Data, Members, Plan, Settings
+from jmlp.fingerprint import fingerprint
 from jmlp.forward import MLP, check_params
 from jmlp.init import Params
 from jmlp.metrics import validation_names
@@ -165,7 +167,7 @@ def _maker(optimizer: Any, names: tuple[str, ...]) -> Callable:
 def _traced_key(make: Callable, hparams: dict, params: Params) -> tuple:
     """The jaxprs of ``init`` and ``update`` at these shapes, with digests of their constants."""
     h = {k: jax.ShapeDtypeStruct((), v.dtype) for k, v in hparams.items()}
-    p = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), params)
+    p = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), params)
     init, state = jax.make_jaxpr(lambda h, p: make(h).init(p), return_shape=True)(h, p)
     update, out = jax.make_jaxpr(lambda h, g, s, p: make(h).update(g, s, p), return_shape=True)(
         h, p, state, p
@@ -180,7 +182,7 @@ def _traced_key(make: Callable, hparams: dict, params: Params) -> tuple:
 
 
 def optimizer_spec(optimizer: Any, hparams: dict, params: Params) -> OptimizerSpec:
-    """The engine's :class:`OptimizerSpec` for ``optimizer`` and stacked ``params``."""
+    """The engine's :class:`OptimizerSpec` for ``optimizer`` and one member's ``params``."""
     make = _maker(optimizer, tuple(hparams))
     try:
         built = make({k: v[0] for k, v in hparams.items()})
@@ -193,11 +195,15 @@ def optimizer_spec(optimizer: Any, hparams: dict, params: Params) -> OptimizerSp
             "optimizer: the function must return an optax.GradientTransformation, "
             f"got {type(built).__name__}"
         )
+    names = tuple((k, v.dtype.name) for k, v in hparams.items())
     if isinstance(optimizer, Transform):
-        return OptimizerSpec(make, ("value", optimizer))
-    shapes = tuple((k, v.dtype.name) for k, v in hparams.items())
+        return OptimizerSpec(make, ("value", names, optimizer))
+    fingerprinted = fingerprint(optimizer)
+    if fingerprinted is not None:
+        return OptimizerSpec(make, ("fingerprint", names, fingerprinted))
+    shapes = names
     shapes += (str(jax.tree.structure(params)),)
-    shapes += tuple((a.shape[1:], a.dtype.name) for a in jax.tree.leaves(params))
+    shapes += tuple((jnp.shape(a), jnp.result_type(a).name) for a in jax.tree.leaves(params))
     memo = (id(optimizer), shapes)
     if memo not in _KEYS or _KEYS[memo][0] is not optimizer:
         if len(_KEYS) >= 256:
@@ -211,7 +217,7 @@ def optimizer_spec(optimizer: Any, hparams: dict, params: Params) -> OptimizerSp
 
 OPTIONS = ("batch_size", "key", "validation", "evaluate", "l2", "hparams", "gradient", "tol",
            "patience", "progress", "callback", "checkpoint_path", "checkpoint_every", "resume",
-           "nan_policy", "mesh", "block_size")  # fmt: skip
+           "nan_policy", "mesh", "block_size", "shuffle")  # fmt: skip
 
 
 def _options(arguments: dict) -> dict:
@@ -257,7 +263,7 @@ def _per_member(name: str, value: Any, n: int, dtype, *, integer: bool = False) 
         raise ValueError(
             f"{name}: expected {kind} >= 0 (or an array ({n},) of them), got {value!r:.60}"
         )
-    return jnp.broadcast_to(jnp.asarray(a, dtype), (n,))
+    return np.broadcast_to(np.asarray(a, dtype), (n,))
 
 
 def _hparams(hparams: Any, n: int, dtype) -> dict[str, Array]:
@@ -276,7 +282,7 @@ def _hparams(hparams: Any, n: int, dtype) -> dict[str, Array]:
             )
         if a.dtype == bool or not np.issubdtype(a.dtype, np.number):
             raise TypeError(f"hparams[{name!r}]: expected real numbers, got dtype {a.dtype}")
-        out[name] = jnp.broadcast_to(jnp.asarray(a, dtype), (n,))
+        out[name] = np.broadcast_to(np.asarray(a, dtype), (n,))
     return out
 
 
@@ -374,6 +380,19 @@ def _layout(net: MLP, gradient: str, members: int, shared: bool) -> str:
     return "columns" if shared and gradient == "backprop" and narrow else "rows"
 
 
+def _pad_host(a: np.ndarray, size: int) -> np.ndarray:
+    """``(N,)`` padded to ``(size,)`` by repeating member 0 (numpy, on the host)."""
+    return np.concatenate([a, np.repeat(a[:1], size - len(a))])
+
+
+def _starter(plan: Plan, size: int, many: bool) -> Callable:
+    """The jitted ``(params, opt_state or None, hparams) -> Members`` of ``plan``, cached."""
+    key = ("start", plan, size, many)
+    if key not in _COMPILED:
+        _COMPILED[key] = jax.jit(partial(engine.start, plan, size, many))
+    return _COMPILED[key]
+
+
 def _pad(tree: Any, n: int, m: int) -> Any:
     """Leaves ``(n, ...)`` padded to ``(m, ...)`` by repeating member 0."""
     if m == n:
@@ -383,17 +402,21 @@ def _pad(tree: Any, n: int, m: int) -> Any:
 
 def _prepare(net, optimizer, x, y, params, opt_state, opts: dict, many: bool) -> _Run:
     """Check the arguments and build the plan, members, settings and data of a run."""
-    first = jax.tree.map(lambda a: a[0], params)
+    first = jax.tree.map(lambda a: a[0], params) if many else params
     x, t = training_arrays(net, first, x, y, ("x", "y"))
     names, sets = _evaluation_sets(net, first, opts["validation"], opts["evaluate"])
-    n_examples, n, dtype = x.shape[0], jax.tree.leaves(params)[0].shape[0], x.dtype
+    n_examples, dtype = x.shape[0], x.dtype
+    n = jax.tree.leaves(params)[0].shape[0] if many else 1
     if opts["batch_size"] is not None:
         check_int("batch_size", opts["batch_size"], 1, n_examples)
     batch = None if opts["batch_size"] in (None, n_examples) else opts["batch_size"]
-    keys = _check_key(opts["key"], n, batch is None, many)
+    shuffle = opts["shuffle"]
+    if not isinstance(shuffle, bool):
+        raise TypeError(f"shuffle: expected True or False, got {opts['shuffle']!r}")
+    keys = _check_key(opts["key"], n, batch is None or not shuffle, many)
     split = _check_mesh(opts["mesh"], batch or n_examples)
     hparams = _hparams(opts["hparams"], n, dtype)
-    spec = optimizer_spec(optimizer, hparams, params)
+    spec = optimizer_spec(optimizer, hparams, first)
     tol = -np.inf if opts["tol"] is None else _per_member("tol", opts["tol"], n, dtype)
     patience = np.iinfo(np.int32).max if opts["patience"] is None else opts["patience"]
     patience = _per_member("patience", patience, n, jnp.int32, integer=True)
@@ -403,7 +426,7 @@ def _prepare(net, optimizer, x, y, params, opt_state, opts: dict, many: bool) ->
     blocks = -(-n // g)
     g = -(-n // blocks)
     size = blocks * g
-    shared = keys != "each" or batch is None  # a full batch is every member's batch
+    shared = keys != "each" or batch is None or not shuffle  # every member's batches alike
     plan = Plan(
         net=net,
         optimizer=spec,
@@ -417,27 +440,17 @@ def _prepare(net, optimizer, x, y, params, opt_state, opts: dict, many: bool) ->
         chunk=CHUNK,
         split=split,
     )
-    hparams = _pad(hparams, n, size)
-    params = _pad(jax.tree.map(jnp.asarray, params), n, size)
-    if opt_state is None:
-        opt_state = jax.vmap(lambda h, p: spec.make(h).init(p))(hparams, params)
-    else:
-        opt_state = _pad(jax.tree.map(jnp.asarray, opt_state), n, size)
-    active = jnp.arange(size) < n
-    zeros = jnp.zeros((size,), jnp.int32)
-    best = (params, opt_state) if plan.track_best else None
-    members = Members(
-        params, opt_state, active, zeros, zeros, jnp.full((size,), jnp.inf, dtype), zeros, best
-    )
+    pad = partial(_pad_host, size=size)
     settings = Settings(
-        hparams=hparams,
-        l2=_pad(_per_member("l2", opts["l2"], n, dtype), n, size),
-        tol=_pad(jnp.broadcast_to(jnp.asarray(tol, dtype), (n,)), n, size),
-        patience=_pad(patience, n, size),
+        hparams={k: pad(v) for k, v in hparams.items()},
+        l2=pad(_per_member("l2", opts["l2"], n, dtype)),
+        tol=pad(np.broadcast_to(np.asarray(tol, dtype), (n,))),
+        patience=pad(patience),
         keys=None
-        if keys == "none" or batch is None
+        if keys == "none" or batch is None or not shuffle
         else (_pad(opts["key"], n, size) if keys == "each" else opts["key"]),
     )
+    members = _starter(plan, size, many)(params, opt_state, settings.hparams)
     if split is not None:
         x, t, sets, members, settings = jax.device_put(
             (x, t, sets, members, settings), NamedSharding(split.mesh, PartitionSpec())
@@ -651,19 +664,18 @@ def _reason(code: int, m: int, members: dict, run: _Run, epochs: int, history: n
 
 def _finish(run: _Run, members: Members, history: np.ndarray, epochs: int, many: bool):
     """Params, opt_state (the best epoch's with patience), member state and reasons."""
-    host = {f: np.asarray(getattr(members, f)) for f in MEMBER_FIELDS}
-    params, state = members.params, members.opt_state
+    key = ("finish", run.plan, run.n, many)
+    if key not in _COMPILED:
+        _COMPILED[key] = jax.jit(partial(engine.finish, run.plan, run.n, many))
+    params, state = _COMPILED[key](members)
+    host = jax.device_get({f: getattr(members, f) for f in MEMBER_FIELDS})
     reasons = [
         _reason(int(c), m, host, run, epochs, history) for m, c in enumerate(host["code"][: run.n])
     ]
-    if members.best is not None:
-        restored = jnp.asarray(np.isfinite(host["best_loss"]))
-        params, state = engine.select(restored, members.best, (params, state))
-        for m in np.flatnonzero(host["best_loss"][: run.n] < np.inf):
-            reasons[m] += (
-                f"; restored the best epoch {host['best_epoch'][m]} (val_loss {host['best_loss'][m]:.6g})"
-            )
-    return _own(params, run.n, many), _own(state, run.n, many), host, reasons
+    for m in np.flatnonzero(host["best_loss"][: run.n] < np.inf):
+        best = f"epoch {host['best_epoch'][m]} (val_loss {host['best_loss'][m]:.6g})"
+        reasons[m] += f"; restored the best {best}"
+    return params, state, host, reasons
 
 
 def fit(
@@ -691,6 +703,7 @@ def fit(
     nan_policy: str = "stop",
     mesh: Mesh | None = None,
     opt_state: Any = None,
+    shuffle: bool = True,
 ) -> FitResult:
     """Train ``params`` on ``x (N, n_in)``, ``y`` (rows ``(N, n_out)`` or integer labels ``(N,)``).
 
@@ -732,6 +745,8 @@ def fit(
       mini-batch is split over its devices (``batch_size``, or N for full batch, a multiple of
       the mesh size), params replicated; equal to one device's result to float rounding.
     - ``opt_state``: the optimizer state to start from (default ``optimizer.init(params)``).
+    - ``shuffle``: False keeps the examples in their order, every epoch (no key needed), as
+      document 003's code does.
 
     **Returns:** :class:`FitResult` ``(params, opt_state, history, epochs_run, stopped, key)``.
 
@@ -741,9 +756,7 @@ def fit(
     _check_common(net, epochs, gradient, nan_policy, opts)
     _check_scalar_options(tol, patience)
     check_params(net, params)
-    stack = partial(jax.tree.map, lambda a: jnp.asarray(a)[None])
-    state = None if opt_state is None else stack(opt_state)
-    run = _prepare(net, optimizer, x, y, stack(params), state, opts, False)
+    run = _prepare(net, optimizer, x, y, params, opt_state, opts, False)
     members, history, done = _train(run, epochs, opts, many=False)
     if int(members.code[0]) == engine.NON_FINITE:
         _raise_non_finite(run, members, history)
@@ -824,6 +837,7 @@ def fit_many(
     nan_policy: str = "stop",
     mesh: Mesh | None = None,
     block_size: int | None = None,
+    shuffle: bool = True,
 ) -> EnsembleResult:
     """Train N networks (an ensemble, a sweep over hyper-parameters or seeds) in one engine.
 
@@ -848,6 +862,7 @@ def fit_many(
     - ``callback``: ``callback(epoch, params, history)`` with stacked params and history arrays
       ``(N, epoch)``; returning True stops every member.
     - ``mesh``: data parallel as :func:`fit`.
+    - ``shuffle``: as :func:`fit`.
     - ``block_size``: members trained together (blocks run one after another in the same call);
       default: on a CPU as many as keep a block's activations in cache, else all.
 

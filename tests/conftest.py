@@ -1,6 +1,12 @@
 """Test-wide settings: float64 available, strict rank promotion, one table of tolerances."""
 
+import os
+
 import jax
+
+# Tests compile their programs afresh: no persistent compilation cache in ~/.cache (the CLI and
+# the experiment scripts turn it on; tests/test_cache.py checks it in a folder of its own).
+os.environ["JMLP_CACHE_DIR"] = ""
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")

@@ -8,7 +8,9 @@
     jmlp bench --quick                              the benchmark (from a source checkout)
     jmlp draw                                       a local page to draw a digit on
 
-Each verb's module has ``add_parser(subparsers)`` and ``run(args) -> exit status``.
+Each verb's module has ``add_parser(subparsers)`` and ``run(args) -> exit status``. Compiled
+programs are kept in JAX's persistent compilation cache (``jmlp.cache``: ``~/.cache/jmlp/xla``,
+or ``$JMLP_CACHE_DIR``; empty turns it off).
 Exit status: 0 on success; 1 when ``gradcheck`` finds the gradients disagree; 2 on any error (a
 bad option, an unknown data set, an unreadable file, a ValueError/TypeError raised by jmlp),
 which is printed as one line ``jmlp: error: ...`` on stderr, never as a traceback.
@@ -18,6 +20,7 @@ import argparse
 import sys
 
 import jmlp
+from jmlp.cache import use_compilation_cache
 from jmlp.cli import bench, draw, gradcheck, predict, train
 from jmlp.cli.options import Parser, UsageError
 
@@ -54,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"(see jmlp {args.verb} --help)"
             )
         args.extra = extra
+        use_compilation_cache()  # a second identical run loads its compiled programs
         return args.run(args)
     except UsageError as err:
         message = _one_line(err)
