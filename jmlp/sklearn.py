@@ -24,11 +24,11 @@ kept (scikit-learn watches the validation score, improved by at least ``tol``).
 
 import warnings
 from collections.abc import Callable, Sequence
-from functools import partial
 from numbers import Integral, Real
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -57,18 +57,27 @@ _forward = jax.jit(forward, static_argnums=0)
 
 def make_optimizer(
     solver: str, momentum: float, nesterov: bool, b1: float, b2: float, eps: float
-) -> Callable[..., optax.GradientTransformation]:
+) -> Callable[[Any], optax.GradientTransformation]:
     """A function of ``learning_rate`` returning the ``jmlp.optim`` transformation: ``jmlp.fit``
-    takes the rate as data (``hparams``), so fits at other rates reuse the compiled loop.
+    takes the rate as data (``hparams``, handed over as an array), so fits at other rates reuse
+    the compiled loop.
 
     ``"sgd"``: ``theta <- theta - eta g`` with ``momentum`` as scikit-learn's (``v <- mu v - eta
     g``, then ``theta <- theta + v``, or ``+ mu v - eta g`` with Nesterov), ``"adam"``: Adam with
     bias correction, eps outside the root (scikit-learn's and Kingma & Ba's)."""
     if solver == "adam":
-        return partial(optim.adam, b1=b1, b2=b2, eps=eps)
-    if momentum == 0:
-        return optim.sgd
-    return partial(optim.nesterov if nesterov else optim.momentum, gamma=momentum)
+
+        def adam(learning_rate):
+            return optim.adam(jnp.asarray(learning_rate), b1, b2, eps)
+
+        return adam
+    rule = optim.sgd if momentum == 0 else optim.nesterov if nesterov else optim.momentum
+    extra = () if momentum == 0 else (momentum,)
+
+    def sgd(learning_rate):
+        return rule(jnp.asarray(learning_rate), *extra)
+
+    return sgd
 
 
 def _check(name: str, value: Any, ok: bool, expected: str) -> None:
