@@ -21,6 +21,9 @@
    per seed (a transcription of its code). Target <= 1/20.
 8. per_example: per-example gradients (hand-written, and their norms) and jax.vmap(jax.grad),
    each over one batch gradient, batch 128 on 784-512-512-10.
+9. curvature: jmlp.hvp over jax.jvp(jax.grad(jmlp.loss)), as power-iteration steps v <- Hv/|Hv|
+   in a jitted scan (784-512-512-10 batch 128; 5-50-3 batch 50), target <= 1; jmlp.ntk on 256 x
+   256 examples over the Jacobian-product route (per-example jax.jacrev, contracted), target <= 0.5.
 Times are the minimum over --repeats runs after a first (compiling) run; the runs compared with
 each other are interleaved (one of each per round), so that they see the same load. Prints
 tables; writes results.json (with the device and jax version) to --out.
@@ -51,6 +54,9 @@ CONFIG = {
     "per_example_batch": 128,
     "lr": 1e-3,
     "ratio_nets": ("big", "small"),
+    "hvp_nets": {"big": 10, "small": 500},  # net: power-iteration steps per timed run
+    "ntk_batch": 256,
+    "ntk_sizes": ((5, 50, 3), (64, 256, 256, 10)),
 }
 QUICK = {
     "big": {"sizes": (64, 32, 32, 10), "n": 512, "batch": 64, "epochs": 2},
@@ -64,6 +70,9 @@ QUICK = {
     "per_example_batch": 32,
     "lr": 1e-3,
     "ratio_nets": ("small",),
+    "hvp_nets": {"small": 20},
+    "ntk_batch": 32,
+    "ntk_sizes": ((5, 50, 3),),
 }
 
 
@@ -445,6 +454,81 @@ def per_example(cfg, repeats):
     return rows
 
 
+# ----------------------------------------------------------------------------- 9. second order
+
+
+def power_steps(product, steps: int):
+    """A jitted scan of ``steps`` power-iteration steps ``v <- A v / |A v|`` with
+    ``product(params, v) = A v``: what jmlp.sharpness spends its time on."""
+
+    @jax.jit
+    def run(params, v):
+        def step(v, _):
+            av = product(params, v)
+            norm = jnp.sqrt(sum(jnp.sum(a * a) for a in jax.tree.leaves(av)))
+            return jax.tree.map(lambda a: a / norm, av), None
+
+        return jax.lax.scan(step, v, None, length=steps)[0]
+
+    return run
+
+
+def jacobian_ntk(net, params, x1, x2):
+    """The Jacobian-product route: per-example Jacobians ``(B, n_out, P)`` of the output by
+    ``jax.vmap(jax.jacrev)``, contracted over the parameters and summed over the outputs."""
+
+    def jacobian(x):
+        one = jax.vmap(lambda xn: jax.jacrev(lambda p: jmlp.forward(net, p, xn))(params))(x)
+        return jnp.concatenate([j.reshape(j.shape[:2] + (-1,)) for j in jax.tree.leaves(one)], -1)
+
+    return jnp.einsum("iap,jap->ij", jacobian(x1), jacobian(x2))
+
+
+def hand_hvp(net, x, y, params, v):
+    return jmlp.hvp(net, params, x, y, v)
+
+
+def autodiff_hvp(net, x, y, params, v):
+    return jax.jvp(jax.grad(lambda p: jmlp.loss(net, p, x, y)), (params,), (v,))[1]
+
+
+def curvature_row(what, net, batch, times):
+    return {
+        "what": what,
+        "net": "-".join(map(str, net.sizes)),
+        "batch": batch,
+        **times,
+        "ratio": times["hand"] / times["reference"],
+    }
+
+
+def curvature(cfg, repeats):
+    rows = []
+    for name, steps in cfg["hvp_nets"].items():
+        c = cfg[name]
+        net, params, x, y = problem(c["sizes"], c["batch"])
+        leaves, tree = jax.tree.flatten(params)
+        keys = jax.random.split(jax.random.key(1), len(leaves))
+        v = tree.unflatten([jax.random.normal(k, a.shape, a.dtype) for k, a in zip(keys, leaves)])
+        runs = {
+            k: partial(power_steps(partial(fn, net, x, y), steps), params, v)
+            for k, fn in (("hand", hand_hvp), ("reference", autodiff_hvp))
+        }
+        times = {k: t / steps for k, t in best_times(runs, repeats).items()}
+        rows.append(curvature_row("hvp / jax.jvp(jax.grad)", net, c["batch"], times))
+    b = cfg["ntk_batch"]
+    for sizes in cfg["ntk_sizes"]:
+        net, params, x, _ = problem(sizes, 2 * b)
+        runs = {
+            k: partial(jax.jit(fn, static_argnums=0), net, params, x[:b], x[b:])
+            for k, fn in (("hand", jmlp.ntk), ("reference", jacobian_ntk))
+        }
+        rows.append(
+            curvature_row(f"ntk {b} x {b} / Jacobian products", net, b, best_times(runs, repeats))
+        )
+    return rows
+
+
 def main():
     extra = [(("--repeats",), {"type": int, "default": 5, "help": "timed runs (default 5)"})]
     args = parse_args(__doc__.split("\n")[0], "benchmark", extra=extra)
@@ -549,6 +633,17 @@ def main():
         table(
             ["net", "method", "batch", "seconds", "relative"],
             [[r["net"], r["method"], str(r["batch"]), r["seconds"], r["relative"]] for r in rows],
+        )
+    )
+    results["curvature"] = rows = curvature(cfg, repeats)
+    print("\n9. second order, hand-written / autodiff; targets: hvp <= 1, ntk <= 0.5")
+    print(
+        table(
+            ["measurement", "net", "batch", "hand s", "reference s", "ratio"],
+            [
+                [r["what"], r["net"], str(r["batch"]), r["hand"], r["reference"], r["ratio"]]
+                for r in rows
+            ],
         )
     )
     print(f"\nwrote {save_json(args.out, results)}")

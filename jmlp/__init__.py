@@ -15,6 +15,10 @@ from jmlp.cache import use_compilation_cache as use_compilation_cache
 from jmlp.checkpoint import Checkpoint as Checkpoint
 from jmlp.checkpoint import load_checkpoint as load_checkpoint
 from jmlp.checkpoint import save_checkpoint as save_checkpoint
+from jmlp.curvature import gnvp as gnvp
+from jmlp.curvature import hvp as hvp
+from jmlp.curvature import ntk as ntk
+from jmlp.curvature import sharpness as sharpness
 from jmlp.ensemble import Grid as Grid
 from jmlp.ensemble import at_best as at_best
 from jmlp.ensemble import ensemble_predict as ensemble_predict

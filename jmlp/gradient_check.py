@@ -7,6 +7,10 @@ finite differences ``(L(p + h e_i) - L(p - h e_i)) / 2h`` with ``h = eps^(1/3) m
 (``eps`` the dtype's machine epsilon: ~6e-6 in float64). Finite differences are meaningful only
 where the loss is smooth: a step that crosses a ReLU-type kink, the MAE/hinge corners or a clip
 gives an honest but large difference that is not a bug.
+
+With ``second_order=True`` it adds one line for the Hessian-vector product along a random unit
+direction ``v``: :func:`jmlp.hvp` (the R-operator) against ``jax.jvp(jax.grad(loss))`` and against
+central differences of the hand-written gradient, ``(g(p + h v) - g(p - h v)) / 2h``.
 """
 
 from functools import partial
@@ -17,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jmlp.backprop import autodiff, backprop
-from jmlp.forward import MLP, loss
+from jmlp.curvature import hvp
+from jmlp.forward import MLP, loss, param_dtype
 from jmlp.init import Params
 
 
@@ -31,18 +36,32 @@ class GradCheckRow(NamedTuple):
     worst_index: tuple[int, ...]  # entry of the largest |hand - autodiff|
 
 
+class SecondOrderRow(NamedTuple):
+    """H v along a random unit direction, whole pytree: hand (R-operator) vs autodiff and FD."""
+
+    abs_autodiff: float  # max |Hv_hand - jax.jvp(jax.grad(loss))|
+    rel_autodiff: float
+    abs_fd: float  # max |Hv_hand - (g(p + h v) - g(p - h v)) / 2h|, g the hand-written gradient
+    rel_fd: float
+
+
 class GradCheckReport(NamedTuple):
     rows: tuple[GradCheckRow, ...]
     dtype: str
     fd_entries: int  # finite-difference entries checked per tensor (at most)
+    second_order: SecondOrderRow | None = None
+
+    def _all_rows(self) -> tuple:
+        return self.rows + ((self.second_order,) if self.second_order else ())
 
     @property
     def max_rel_autodiff(self) -> float:
-        return max(r.rel_autodiff for r in self.rows)
+        """Largest relative error against autodiff (the second-order line included, if any)."""
+        return max(r.rel_autodiff for r in self._all_rows())
 
     @property
     def max_rel_fd(self) -> float:
-        return max(r.rel_fd for r in self.rows)
+        return max(r.rel_fd for r in self._all_rows())
 
     def __str__(self) -> str:
         head = f"{'layer':>5} {'tensor':>6} {'|hand-auto|':>12} {'rel':>10} {'|hand-fd|':>12} {'rel':>10}  worst"
@@ -54,6 +73,11 @@ class GradCheckReport(NamedTuple):
             lines.append(
                 f"{r.layer:>5} {r.tensor:>6} {r.abs_autodiff:12.3e} {r.rel_autodiff:10.2e} "
                 f"{r.abs_fd:12.3e} {r.rel_fd:10.2e}  {r.worst_index}"
+            )
+        if (r := self.second_order) is not None:
+            lines.append(
+                f"{'H v':>12} {r.abs_autodiff:12.3e} {r.rel_autodiff:10.2e} "
+                f"{r.abs_fd:12.3e} {r.rel_fd:10.2e}  (R-operator along a random unit v)"
             )
         return "\n".join(lines)
 
@@ -93,14 +117,54 @@ def finite_difference(
     return jax.lax.map(central, (flat_index, step), batch_size=64)
 
 
+@partial(jax.jit, static_argnums=0)
+def _second_order(net: MLP, params: Params, x, y, v: Params, l2):
+    """``(H v by hand, by jax.jvp(jax.grad(loss)), by central differences of backprop)``."""
+    hand = hvp(net, params, x, y, v, l2=l2)
+    auto = jax.jvp(jax.grad(lambda p: loss(net, p, x, y, l2=l2)), (params,), (v,))[1]
+    h = jnp.finfo(param_dtype(params)).eps ** (1 / 3)
+
+    def grad_at(sign):
+        moved = jax.tree.map(lambda p, d: p + sign * h * d, params, v)
+        return backprop(net, moved, x, y, l2=l2)[1]
+
+    fd = jax.tree.map(lambda a, b: (a - b) / (2 * h), grad_at(1), grad_at(-1))
+    return hand, auto, fd
+
+
+def second_order_row(net: MLP, params: Params, x, y, *, l2=0.0, key) -> SecondOrderRow:
+    """Hessian-vector product along a random unit ``v`` (drawn with ``key``) by hand vs autodiff
+    vs central differences of the hand-written gradient (step ``h = eps^(1/3)``)."""
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    v = [jax.random.normal(k, a.shape, a.dtype) for k, a in zip(keys, leaves)]
+    norm = jnp.sqrt(sum(jnp.sum(d * d) for d in v))
+    v = jax.tree.unflatten(tree, [d / norm for d in v])
+    hand, auto, fd = (
+        np.concatenate([np.ravel(a) for a in jax.tree.leaves(t)])
+        for t in _second_order(net, params, x, y, v, l2)
+    )
+    return SecondOrderRow(*_relative(np.abs(hand - auto), auto), *_relative(np.abs(hand - fd), fd))
+
+
 def gradcheck(
-    net: MLP, params: Params, x, y, *, l2=0.0, dtype="float64", fd_entries: int = 200, key=None
+    net: MLP,
+    params: Params,
+    x,
+    y,
+    *,
+    l2=0.0,
+    dtype="float64",
+    fd_entries: int = 200,
+    key=None,
+    second_order: bool = False,
 ) -> GradCheckReport:
     """Compare :func:`jmlp.backprop` with :func:`jmlp.autodiff` and finite differences.
 
     Computed in ``dtype`` (float64 by default, switched on for the call). ``fd_entries``: entries
     per tensor checked by finite differences (all if the tensor is smaller; otherwise a random
-    sample drawn with ``key``). Print the report for a table; ``report.assert_close()`` in tests.
+    sample drawn with ``key``). ``second_order``: add the Hessian-vector product line
+    (:func:`second_order_row`). Print the report for a table; ``report.assert_close()`` in tests.
     """
     with jax.enable_x64(jnp.dtype(dtype) == jnp.float64):
         cast = jax.tree.map(lambda a: jnp.asarray(a, dtype), params)
@@ -140,4 +204,9 @@ def gradcheck(
                         tuple(int(i) for i in np.unravel_index(np.argmax(diff), h.shape)),
                     )
                 )
-    return GradCheckReport(tuple(rows), jnp.dtype(dtype).name, fd_entries)
+        second = (
+            second_order_row(net, cast, x, y, l2=l2, key=jax.random.fold_in(key, 2 * len(hand)))
+            if second_order
+            else None
+        )
+    return GradCheckReport(tuple(rows), jnp.dtype(dtype).name, fd_entries, second)

@@ -5,7 +5,8 @@ case: the data order, masking, stopping rules (``tol``, ``patience``), NaN polic
 evaluation metrics, callbacks, checkpoints and the device mesh are the same code for both, and
 member m of ``fit_many`` is ``fit`` of member m alone.
 
-One compiled call runs a chunk of up to ``CHUNK`` epochs; the host receives the history once per
+One compiled call runs a chunk of up to 256 epochs (fewer for large ensembles, whose history
+buffer is larger: :func:`_chunk_size`); the host receives the history once per
 chunk, and once per epoch only when a callback asks for it (with a progress line, chunks are
 sized to about a quarter of a second). A run of epochs in one chunk and one epoch per chunk give
 the same bits.
@@ -55,7 +56,7 @@ from jmlp.progress import Progress
 Array = jax.Array
 GRADIENTS = ("backprop", "autodiff")
 NAN_POLICIES = ("stop", "skip")
-CHUNK = 64  # epochs of history one compiled call holds
+HISTORY_FLOATS = 2**20  # the history buffer of one compiled call: at most 4 MB of float32
 STOPPED = {
     engine.MAX_EPOCHS: "max epochs",
     engine.TOL: "tol",
@@ -370,14 +371,12 @@ def _block_size(net: MLP, batch: int, n: int, block_size: int | None) -> int:
     return min(n, 2 ** max(0, int(math.log2(max(1, 320_000 // widest)))))
 
 
-COLUMNS_MAX_WIDTH = 128  # wider hidden layers train faster member-major (rows layout)
-
-
 def _layout(net: MLP, gradient: str, members: int, shared: bool) -> str:
+    """ "single" for one network; "columns" (the ensemble pass) for networks sharing their
+    batches (measured faster than "rows" for hidden widths 64 to 512); else "rows"."""
     if members == 1:
         return "single"
-    narrow = max(net.sizes[1:-1], default=0) <= COLUMNS_MAX_WIDTH
-    return "columns" if shared and gradient == "backprop" and narrow else "rows"
+    return "columns" if shared and gradient == "backprop" else "rows"
 
 
 def _pad_host(a: np.ndarray, size: int) -> np.ndarray:
@@ -437,7 +436,7 @@ def _prepare(net, optimizer, x, y, params, opt_state, opts: dict, many: bool) ->
         mode="skip" if opts["nan_policy"] == "skip" else "fast",
         track_best=opts["patience"] is not None,
         blocks=blocks,
-        chunk=CHUNK,
+        chunk=_chunk_size(len(names) + 1 + (opts["nan_policy"] == "skip"), size),
         split=split,
     )
     pad = partial(_pad_host, size=size)
@@ -581,8 +580,16 @@ def _progress_text(run: _Run, row: np.ndarray, active: np.ndarray) -> str:
     return f"{alive}/{run.n} active  {values}"
 
 
-def _chunk_length(e: int, epochs: int, opts: dict, seconds_per_epoch: float | None) -> int:
-    count = min(CHUNK, epochs - e)
+def _chunk_size(rows: int, members: int) -> int:
+    """Epochs per compiled call: a power of two in [8, 256] whose history fits HISTORY_FLOATS."""
+    fits = HISTORY_FLOATS // (rows * members)
+    return min(256, max(8, 2 ** int(math.log2(max(fits, 1)))))
+
+
+def _chunk_length(
+    e: int, epochs: int, chunk: int, opts: dict, seconds_per_epoch: float | None
+) -> int:
+    count = min(chunk, epochs - e)
     if opts["callback"] is not None:
         count = 1
     if opts["checkpoint_every"] is not None:
@@ -608,7 +615,7 @@ def _train(run: _Run, epochs: int, opts: dict, many: bool) -> tuple[Members, np.
     active = np.asarray(members.active)
     try:
         while e < epochs and active.any():
-            count = _chunk_length(e, epochs, opts, per_epoch)
+            count = _chunk_length(e, epochs, run.plan.chunk, opts, per_epoch)
             began = time.perf_counter()
             members, rows_k, done = chunk(
                 members, run.settings, run.data, jnp.int32(e), jnp.int32(count)

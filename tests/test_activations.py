@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from scipy import special
 
-from jmlp.activations import ACTIVATIONS, OUTPUT_ONLY, get_activation
+from jmlp.activations import (
+    ACTIVATIONS,
+    OUTPUT_ONLY,
+    SECOND_DERIVATIVES,
+    get_activation,
+    softmax_vjp_derivative,
+)
 
 ELEMENTWISE = [name for name in ACTIVATIONS if name not in OUTPUT_ONLY]
 SMOOTH = ["identity", "sigmoid", "tanh", "softplus", "gelu", "gelu_exact"]  # C-infinity
@@ -91,6 +97,43 @@ def test_softmax_vjp_equals_jax_vjp_and_the_jacobian():
     s_np, g_np = np.asarray(s), np.asarray(g)
     rows = [gn @ (np.diag(sn) - np.outer(sn, sn)) for sn, gn in zip(s_np, g_np)]
     np.testing.assert_allclose(act.vjp(z, s, g), np.stack(rows), rtol=1e-12, atol=1e-14)
+
+
+# --- second derivatives ------------------------------------------------------------------------
+def test_every_elementwise_activation_has_a_second_derivative():
+    assert set(SECOND_DERIVATIVES) == set(ELEMENTWISE)
+
+
+@pytest.mark.parametrize("name, param", [(n, None) for n in ELEMENTWISE] + [("elu", 1.5)])
+def test_deriv2_equals_autodiff_float64(name, param):
+    act = get_activation(name, param)
+    z = jnp.asarray(GRID)
+    auto = jax.vmap(jax.grad(jax.grad(act.fn)))(z)
+    # atol: as for deriv; gelu's tails (|z| ~ 7) cancel to a few 1e-14 absolute on both sides
+    np.testing.assert_allclose(act.deriv2(z, act.fn(z)), auto, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "name, param, expected",
+    [("relu", None, 0.0), ("leaky_relu", 0.2, 0.0), ("elu", None, 1.0), ("elu", 1.5, 1.5)],
+)
+def test_second_derivative_at_the_kink_is_autodiffs(name, param, expected):
+    act = get_activation(name, param)
+    z = jnp.zeros(3)
+    hand = act.deriv2(z, act.fn(z))
+    np.testing.assert_array_equal(hand, jax.vmap(jax.grad(jax.grad(act.fn)))(z))
+    np.testing.assert_array_equal(hand, expected)
+
+
+def test_softmax_second_order_term_equals_jax_jvp_of_its_vjp():
+    z = 3 * jax.random.normal(jax.random.key(2), (6, 5))
+    g, u = jax.random.normal(jax.random.key(3), (2, 6, 5))
+    act = get_activation("softmax")
+    assert act.deriv2 is None
+    hand = softmax_vjp_derivative(z, act.fn(z), g, u)
+    # d/dz [g J(z)] u with g fixed, by forward-over-reverse autodiff of softmax itself
+    auto = jax.jvp(lambda z: jax.vjp(act.fn, z)[1](g)[0], (z,), (u,))[1]
+    np.testing.assert_allclose(hand, auto, rtol=1e-12, atol=1e-14)
 
 
 # --- kinks ---------------------------------------------------------------------------------------

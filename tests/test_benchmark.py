@@ -32,6 +32,7 @@ def test_every_part_is_printed(quick):
         "6. ensembles",
         "7. document 003",
         "8. per-example",
+        "9. second order",
     ):
         assert title in stdout
 
@@ -57,6 +58,10 @@ def test_ratios_are_the_quotients_of_their_times(quick):
     base = examples["batch gradient (backprop)"]["seconds"]
     for r in examples.values():
         assert r["relative"] == pytest.approx(r["seconds"] / base)
+    curvature = {r["what"].split()[0]: r for r in results["curvature"]}
+    assert set(curvature) == {"hvp", "ntk"}
+    for r in curvature.values():
+        assert r["ratio"] == pytest.approx(r["hand"] / r["reference"])
 
 
 def test_the_numpy_reference_of_document_003_trains_as_fit_does():

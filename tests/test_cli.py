@@ -363,11 +363,12 @@ def test_figure_labels_and_the_accuracy_in_the_confusion_title():
 
 
 def test_gradcheck_passes_for_a_smooth_net():
-    proc = jmlp_cli(*GRADCHECK)
+    proc = jmlp_cli(*GRADCHECK, "--second-order")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[-1].startswith("PASS")
     assert sum(line.split()[1:2] in (["W"], ["b"]) for line in lines) == 4  # 2 layers x W, b
+    assert lines[-2].split()[:2] == ["H", "v"]  # the Hessian-vector product line
 
 
 def test_gradcheck_exits_1_when_a_bound_is_not_met():

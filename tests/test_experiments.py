@@ -27,6 +27,7 @@ SCRIPTS = {  # script: figures it must write
         "optimizer_losses.png",
     ],
     "backprop_vs_autodiff": ["agreement.png", "time_ratio.png"],
+    "edge_of_stability": ["sharpness.png"],
     "sklearn_comparison": ["accuracy.png"],
 }
 
@@ -115,6 +116,19 @@ def test_backprop_vs_autodiff_agreement(results):
     data, _ = results["backprop_vs_autodiff"]
     assert data["max_rel_f64"] < 1e-10
     assert data["max_rel_f32"] < 1e-3
+
+
+def test_edge_of_stability_runs_share_their_start(results):
+    data, _ = results["edge_of_stability"]
+    cfg, runs = data["config"], data["runs"]
+    assert len(runs) == len(cfg["nets"]) * len(cfg["etas"])
+    for r in runs:
+        assert len(r["losses"]) == cfg["steps"]
+        assert len(r["sharpness"]) == cfg["steps"] // cfg["every"]
+        assert all(np.isfinite(r["sharpness"])) and min(r["sharpness"]) > 0
+        assert r["loss_last"] < r["loss_first"]  # even --quick's few steps lower the loss
+    for net in cfg["nets"]:  # one initialization per network, shared by its step sizes
+        assert len({r["loss_first"] for r in runs if r["net"] == net}) == 1
 
 
 def test_sklearn_comparison_scores_both_libraries(results):

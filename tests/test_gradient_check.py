@@ -72,3 +72,29 @@ def test_large_tensors_are_sampled():
     )
     report = gc.gradcheck(net, params, x, y, fd_entries=50)  # W1 has 600 entries: 50 are checked
     report.assert_close()
+
+
+def test_second_order_line():
+    report = gc.gradcheck(*problem("softplus"), l2=0.01, second_order=True)
+    row = report.second_order
+    assert row is not None and "H v" in str(report).splitlines()[-1]
+    # autodiff: the same second derivative, rounding only. Central differences of the gradient
+    # along a unit v with h = eps^(1/3) ~ 6e-6: truncation h^2 |d^3 L| / 6 ~ 1e-11 and rounding
+    # eps |g| / h ~ 1e-11, relative to |Hv| ~ 0.1: 1e-6 is generous.
+    assert row.rel_autodiff < 1e-12 and row.rel_fd < 1e-6
+    assert report.max_rel_autodiff >= row.rel_autodiff
+    report.assert_close()
+    assert gc.gradcheck(*problem("softplus")).second_order is None
+
+
+def test_a_wrong_hessian_vector_product_is_reported(monkeypatch):
+    def broken(net, params, x, y, v, *, l2=0.0, weights=None):
+        hv = jmlp.hvp(net, params, x, y, v, l2=l2)
+        hv[1]["b"] = hv[1]["b"] * 1.01
+        return hv
+
+    monkeypatch.setattr(gc, "hvp", broken)
+    report = gc.gradcheck(*problem("sigmoid"), second_order=True)  # a net not compiled before
+    assert report.second_order.rel_autodiff > 1e-4 and report.second_order.rel_fd > 1e-4
+    with pytest.raises(AssertionError, match="gradients disagree"):
+        report.assert_close()

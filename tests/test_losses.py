@@ -1,6 +1,8 @@
 """The loss table: values against numpy, hand gradients against jax.grad (ties included), the fused
 (output activation, loss) pairs, and the numerics of extreme logits and saturated probabilities."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -101,6 +103,43 @@ def test_grad_at_ties_is_autodiffs(name, delta, y, t, expected):
     np.testing.assert_allclose(hand, expected, rtol=1e-15)
 
 
+# --- second derivatives: the diagonal of autodiff's Hessian, at ties too -------------------------
+@functools.partial(jax.jit, static_argnums=0)  # one compile beats eager dispatch of hessian
+def autodiff_hessian(record, y, t):
+    """d^2 l_n / dy_n^2, (B, N, N), by jax.hessian of one example's value."""
+    one = lambda yn, tn: record.value(yn[None], tn[None])[0]
+    return jax.vmap(jax.hessian(one))(y, t)
+
+
+@pytest.mark.parametrize("case, name, delta, y, t, formula", CASES, ids=CASE_IDS)
+def test_hess_is_the_diagonal_of_autodiffs_hessian(case, name, delta, y, t, formula):
+    record = get_loss(name, delta)
+    y, t = jnp.asarray(y), jnp.asarray(t)
+    full = autodiff_hessian(record, y, t)
+    diagonal = jnp.diagonal(full, axis1=1, axis2=2)
+    np.testing.assert_allclose(record.hess(y, t), diagonal, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(full - jax.vmap(jnp.diag)(diagonal), 0.0)  # separable
+
+
+@pytest.mark.parametrize("name, delta, y, t, expected", TIES)
+def test_hess_at_ties_is_autodiffs(name, delta, y, t, expected):
+    record = get_loss(name, delta)
+    y, t = jnp.asarray(y), jnp.asarray(t)
+    diagonal = jnp.diagonal(autodiff_hessian(record, y, t), axis1=1, axis2=2)
+    np.testing.assert_array_equal(record.hess(y, t), diagonal)
+
+
+@pytest.mark.parametrize("name", ["binary_cross_entropy", "cross_entropy"])
+def test_hess_is_zero_where_the_clip_is_active(name):
+    record = LOSSES[name]
+    y, t = jnp.array([[0.0, 1.0, 0.5]]), jnp.array([[1.0, 0.0, 1.0]])
+    hand = record.hess(y, t)
+    np.testing.assert_array_equal(hand[:, :2], 0.0)
+    np.testing.assert_array_equal(
+        hand, jnp.diagonal(autodiff_hessian(record, y, t), axis1=1, axis2=2)
+    )
+
+
 def test_huber_delta_is_honoured():
     y, t = jnp.array([[3.0]]), jnp.array([[0.0]])
     np.testing.assert_allclose(get_loss("huber", 0.5).value(y, t), [0.5 * (3 - 0.25)], rtol=1e-15)
@@ -150,6 +189,23 @@ def test_fused_delta_equals_autodiff_wrt_z(pair, i, t):
     unfused_grad = jax.grad(lambda z: jnp.sum(LOSSES[loss].value(get_activation(out).fn(z), t)))(z)
     np.testing.assert_allclose(delta, fused_grad, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(delta, unfused_grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("pair, i, t", FUSED_CASES, ids=FUSED_IDS)
+def test_fused_hvp_equals_autodiff_wrt_z(pair, i, t):
+    out, loss = pair
+    z, t = jnp.asarray(Z), jnp.asarray(t)
+    v = jnp.asarray(RNG.normal(size=Z.shape))
+    h = get_activation(out).fn(z)
+    hand = FUSED[pair].hvp(z, h, t, v)
+
+    def hvp_of(value):
+        return jax.jvp(jax.grad(lambda z: jnp.sum(value(z))), (z,), (v,))[1]
+
+    fused = hvp_of(lambda z: FUSED[pair].value(z, t))
+    unfused = hvp_of(lambda z: LOSSES[loss].value(get_activation(out).fn(z), t))
+    np.testing.assert_allclose(hand, fused, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(hand, unfused, rtol=1e-10, atol=1e-12)
 
 
 # --- extreme logits, float32, through the public API -------------------------------------------

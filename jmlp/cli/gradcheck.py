@@ -22,10 +22,12 @@ GRADCHECK_EPILOG = """examples:
   jmlp gradcheck                                  # 4-8-3 tanh / softmax / cross-entropy
   jmlp gradcheck --sizes 10,32,32,1 --activation relu,tanh --loss mse
   jmlp gradcheck --dtype float32 --loss binary_cross_entropy --sizes 5,7,2
+  jmlp gradcheck --second-order                   # and the Hessian-vector product (R-operator)
 
 Exit status 0 if both relative errors are within their bounds, 1 if not. Default bounds:
 float64 autodiff 1e-10, finite differences 1e-6; float32 autodiff 1e-4, finite differences
-1e-2. Finite differences are unreliable where the loss has kinks (relu, mae, hinge)."""
+1e-2 (the same bounds hold the --second-order line). Finite differences are unreliable where the
+loss has kinks (relu, mae, hinge)."""
 
 
 def add_parser(sub) -> None:
@@ -76,6 +78,12 @@ def add_parser(sub) -> None:
         metavar="R",
         help="bound on the hand-vs-finite-differences error",
     )
+    a(
+        "--second-order",
+        action="store_true",
+        help="also compare the Hessian-vector product (R-operator) along a random direction "
+        "with autodiff and with central differences of the gradient",
+    )
     p.set_defaults(run=run)
 
 
@@ -103,7 +111,16 @@ def run(args: argparse.Namespace) -> int:
         loss=args.loss,
     )
     params, x, y = gradcheck_problem(net, args.batch, args.seed)
-    report = gradcheck(net, params, x, y, l2=args.l2, dtype=args.dtype, fd_entries=args.fd_entries)
+    report = gradcheck(
+        net,
+        params,
+        x,
+        y,
+        l2=args.l2,
+        dtype=args.dtype,
+        fd_entries=args.fd_entries,
+        second_order=args.second_order,
+    )
     bound_auto, bound_fd = GRADCHECK_BOUNDS[args.dtype]
     bound_auto = bound_auto if args.autodiff_rtol is None else args.autodiff_rtol
     bound_fd = bound_fd if args.fd_rtol is None else args.fd_rtol
