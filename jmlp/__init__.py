@@ -42,6 +42,7 @@ from jmlp.metrics import r2_score as r2_score
 from jmlp.parallel import data_mesh as data_mesh
 from jmlp.per_example import per_example_grad_norms as per_example_grad_norms
 from jmlp.per_example import per_example_grads as per_example_grads
+from jmlp.runs import load_run as load_run
 from jmlp.train import EnsembleResult as EnsembleResult
 from jmlp.train import FitResult as FitResult
 from jmlp.train import NonFiniteLossError as NonFiniteLossError

@@ -19,7 +19,11 @@ The metadata JSON is ``{"format": "jmlp-checkpoint", "version": 1, "treedef": st
 "leaves": {path: {"shape": [...], "dtype": "float32"}}, "key": null | {"kind": "typed", "impl":
 "threefry2x32"} | {"kind": "raw"}, "user": <the metadata argument>}``. ``treedef`` is written for
 people reading the file; loading checks leaf paths, shapes and dtypes against a template and takes
-the tree structure from the template. A "raw" key is a legacy ``jax.random.PRNGKey`` (uint32).
+the tree structure from the template. Without a template, params made of lists and dicts (jmlp's
+``[{"W", "b"}, ...]``) are rebuilt from the leaf paths, checked against ``treedef``; an optimizer
+state (NamedTuples, which the paths do not name) needs its template,
+``optimizer.init(params)`` of the optimizer that wrote the file. A "raw" key is a legacy
+``jax.random.PRNGKey`` (uint32).
 
 Dtypes are stored exactly. Dtypes that the ``.npy`` format cannot name (ml_dtypes' bfloat16,
 float8_*, int4) are stored as the unsigned-integer view of the same width; "leaves" records the
@@ -241,13 +245,21 @@ def _read_metadata(npz: Any, target: Path) -> dict:
     return meta
 
 
+TEMPLATE_HELP = (
+    "the templates must have the saved trees' structure: leave like_params out to rebuild jmlp "
+    "params from the file; like_opt_state=optimizer.init(params) of the optimizer that wrote it "
+    "(e.g. jmlp.optim.adam(lr) for `jmlp train --optimizer adam`, whose run folder "
+    "jmlp.load_run reads; optax.adam(lr) for optax's own)"
+)
+
+
 def _check_leaves(template: dict[str, Any], stored: dict[str, dict], target: Path) -> None:
     """Same leaf paths, and each leaf's shape and dtype equal to the template's, or ValueError."""
     missing, extra = sorted(set(template) - set(stored)), sorted(set(stored) - set(template))
     if missing or extra:
         raise ValueError(
             f"{target}: leaf paths differ from the template: in the template but not the file "
-            f"{missing}, in the file but not the template {extra}"
+            f"{missing}, in the file but not the template {extra}; {TEMPLATE_HELP}"
         )
     for name, leaf in template.items():
         shape, dtype = _spec(leaf)
@@ -280,8 +292,47 @@ def _decode_key(npz: Any, info: dict | None) -> jax.Array | None:
     return data
 
 
+def _saved_tree(meta: dict, prefix: str, target: Path) -> Any:
+    """A template of ``ShapeDtypeStruct`` leaves rebuilt from the file's leaf paths under
+    ``prefix``: a numeric path entry is a list index, any other a dict key. ValueError if the
+    file's ``treedef`` says the tree was built otherwise (tuples, NamedTuples...)."""
+    tree: Any = {}
+    for name, spec in meta["leaves"].items():
+        if name.startswith(prefix + "/"):
+            *parents, leaf = name.split("/")[1:]
+            node = tree
+            for entry in parents:
+                node = node.setdefault(entry, {})
+            node[leaf] = jax.ShapeDtypeStruct(tuple(spec["shape"]), _stored_dtype(spec["dtype"]))
+    rebuilt = _as_lists(tree)
+    if f"'{prefix}': {str(jax.tree.structure(rebuilt))[10:-1]}" not in meta["treedef"]:
+        raise ValueError(
+            f"{target}: the saved {prefix} are not plain lists and dicts, so they cannot be "
+            f"rebuilt without a template; {TEMPLATE_HELP}"
+        )
+    return rebuilt
+
+
+def _stored_dtype(name: str) -> np.dtype:
+    return jnp.dtype(name)  # jnp knows ml_dtypes' names (bfloat16, ...) too
+
+
+def _as_lists(node: Any) -> Any:
+    """Dicts whose keys are exactly "0".."n-1" become lists, recursively."""
+    if not isinstance(node, dict):
+        return node
+    children = {k: _as_lists(v) for k, v in node.items()}
+    if sorted(children) == sorted(str(i) for i in range(len(children))) and children:
+        return [children[str(i)] for i in range(len(children))]
+    return children
+
+
 def load_checkpoint(
-    path: str | os.PathLike, *, like_params: Any, like_opt_state: Any = None, like_extra: Any = None
+    path: str | os.PathLike,
+    *,
+    like_params: Any = None,
+    like_opt_state: Any = None,
+    like_extra: Any = None,
 ) -> Checkpoint:
     """Read a checkpoint written by `save_checkpoint`, rebuilt with the templates' structure.
 
@@ -290,9 +341,11 @@ def load_checkpoint(
 
     **Arguments:**
     - `path`: the checkpoint file.
-    - `like_params`: template for params, e.g. freshly initialised params.
-    - `like_opt_state`: template for the optimizer state, e.g. ``optimizer.init(params)``; None
-      skips the stored optimizer state (``Checkpoint.opt_state`` is then None).
+    - `like_params`: template for params, e.g. freshly initialised params; None rebuilds them
+      from the file when they are lists and dicts of arrays (jmlp's ``[{"W", "b"}, ...]``).
+    - `like_opt_state`: template for the optimizer state: ``optimizer.init(params)`` of the
+      optimizer that wrote the file (``jmlp.optim.adam(lr)``, ``optax.adam(lr)``, ...: their
+      states differ); None skips the stored optimizer state (``Checkpoint.opt_state`` is None).
     - `like_extra`: template for the ``extra`` tree, or None to skip it.
 
     **Returns:** ``Checkpoint(params, opt_state, epoch, key, metadata)`` with jax array leaves.
@@ -303,11 +356,13 @@ def load_checkpoint(
     target = Path(path)
     if not target.is_file():
         raise FileNotFoundError(f"no checkpoint file at {target}")
-    likes = {"params": like_params, "opt_state": like_opt_state, "extra": like_extra}
-    template, treedef = _flatten(likes)
-    prefixes = tuple(f"{k}/" for k, v in likes.items() if v is not None)
     with _open_npz(target) as npz:
         meta = _read_metadata(npz, target)
+        if like_params is None:
+            like_params = _saved_tree(meta, "params", target)
+        likes = {"params": like_params, "opt_state": like_opt_state, "extra": like_extra}
+        template, treedef = _flatten(likes)
+        prefixes = tuple(f"{k}/" for k, v in likes.items() if v is not None)
         stored = {n: v for n, v in meta["leaves"].items() if n.startswith(prefixes)}
         _check_leaves(template, stored, target)
         values = [_restore(n, npz[n], like, target) for n, like in template.items()]

@@ -12,6 +12,7 @@ Standardization uses the training statistics only: ``x' = (x - mean_train) / std
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import math
@@ -48,6 +49,66 @@ class Dataset(NamedTuple):
     n_classes: int
     name: str
     classes: tuple | None = None
+    preprocessing: Preprocessing | None = None
+
+
+class Preprocessing(NamedTuple):
+    """How raw rows became the network's inputs and targets (training statistics), and back.
+
+    ``x' = (x - x_mean) / x_scale``; regression targets ``t' = (t - y_mean) / y_scale``, so an
+    output ``y'`` means ``y = y' y_scale + y_mean``; class code ``k`` means ``classes[k]``.
+
+    **Fields:**
+    - ``x_mean``, ``x_scale``: ``x_train.shape[1:]``, e.g. ``(n_in,)`` (0 and 1: unscaled).
+    - ``y_mean``, ``y_scale``: ``(n_out,)`` for regression, None for classes.
+    - ``classes``: the original label of each class code; None for regression.
+    - ``features``, ``target``: the names of the feature and target columns (a CSV header),
+      None if unnamed.
+    """
+
+    x_mean: np.ndarray
+    x_scale: np.ndarray
+    y_mean: np.ndarray | None = None
+    y_scale: np.ndarray | None = None
+    classes: tuple | None = None
+    features: tuple[str, ...] | None = None
+    target: str | None = None
+
+    def inputs(self, x: ArrayLike, dtype: DTypeLike = np.float32) -> np.ndarray:
+        """Raw features ``(n, n_in)`` -> network inputs ``(x - x_mean) / x_scale`` in ``dtype``
+        (the arithmetic of training, so the same rows give bitwise the same inputs)."""
+        dtype = _float_dtype(dtype)
+        x = np.asarray(x).astype(dtype)
+        if x.shape[1:] != self.x_mean.shape:
+            raise ValueError(f"x: expected rows of shape {self.x_mean.shape}, got {x.shape[1:]}")
+        return (x - self.x_mean.astype(dtype)) / self.x_scale.astype(dtype)
+
+    def outputs(self, y: ArrayLike) -> np.ndarray:
+        """Regression outputs ``(n, n_out)`` in training units -> original units, float64."""
+        y = np.asarray(y, np.float64)
+        return y if self.y_mean is None else y * self.y_scale + self.y_mean
+
+    def labels(self, codes: ArrayLike) -> np.ndarray:
+        """Class codes ``(n,)`` -> the original labels ``classes[code]``."""
+        return np.asarray(self.classes)[np.asarray(codes)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (floats exact: ``json`` writes the shortest repr that round-trips)."""
+        plain = {
+            k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in self._asdict().items()
+        }
+        plain["dtype"] = str(self.x_mean.dtype)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in plain.items()}
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> Preprocessing:
+        """The inverse of :meth:`to_dict`."""
+        dtype = np.dtype(saved.get("dtype", "float32"))
+        fields = {k: saved.get(k) for k in cls._fields}
+        for k, v in fields.items():
+            if v is not None and k != "target":
+                fields[k] = np.asarray(v, dtype) if k.endswith(("mean", "scale")) else tuple(v)
+        return cls(**fields)
 
 
 # ----------------------------------------------------------------------------- small tools
@@ -161,6 +222,18 @@ def _encode_target(y: np.ndarray, task: str | None, where: str) -> tuple[np.ndar
     return codes.astype(np.int32), task, tuple(values.tolist())
 
 
+def _check_finite(name: str, a: np.ndarray) -> None:
+    """ValueError naming the first column holding NaN/inf, how many, and the first row."""
+    bad = ~np.isfinite(a)
+    if np.any(bad):
+        j = int(np.argmax(bad.any(axis=0)))
+        rows = np.flatnonzero(bad[:, j])
+        raise ValueError(
+            f"{name}: column {j} holds {len(rows)} NaN/inf values (first in row {rows[0]}); "
+            "fill them in or drop those rows"
+        )
+
+
 def _make_dataset(
     x: np.ndarray,
     y: np.ndarray,
@@ -172,20 +245,25 @@ def _make_dataset(
     scale: bool,
     dtype: DTypeLike,
 ) -> Dataset:
-    """Split (stratified for classes), cast and optionally standardize (regression: y too)."""
+    """Split (stratified for classes), cast and optionally standardize (regression: y too),
+    keeping the statistics in ``Dataset.preprocessing``."""
     dtype = _float_dtype(dtype)
     strata = y if task == "classification" else None
     train, test = _split_indices(len(x), test_size, seed, strata)
     x_train, x_test = x[train].astype(dtype), x[test].astype(dtype)
     y_train, y_test = y[train], y[test]
+    x_mean, x_scale = np.zeros(x.shape[1:], dtype), np.ones(x.shape[1:], dtype)
+    y_mean = y_scale = None
     if task == "regression":
         y_train, y_test = y_train.astype(dtype), y_test.astype(dtype)
+        y_mean, y_scale = np.zeros(y.shape[1:], dtype), np.ones(y.shape[1:], dtype)
     if scale:
-        x_train, x_test = standardize(x_train, x_test)[:2]
+        x_train, x_test, x_mean, x_scale = standardize(x_train, x_test)
         if task == "regression":
-            y_train, y_test = standardize(y_train, y_test)[:2]
+            y_train, y_test, y_mean, y_scale = standardize(y_train, y_test)
     n_classes = len(classes) if task == "classification" else 0
-    return Dataset(x_train, y_train, x_test, y_test, task, n_classes, name, classes)
+    prep = Preprocessing(x_mean, x_scale, y_mean, y_scale, classes)
+    return Dataset(x_train, y_train, x_test, y_test, task, n_classes, name, classes, prep)
 
 
 def from_arrays(
@@ -211,6 +289,9 @@ def from_arrays(
         raise ValueError(f"x: expected a 2-D numeric array, got {x.dtype} {x.shape}")
     if y.ndim not in (1, 2) or len(y) != len(x):
         raise ValueError(f"y: expected shape ({len(x)},) or ({len(x)}, n_out), got {y.shape}")
+    _check_finite("x", x)
+    if np.issubdtype(y.dtype, np.number):
+        _check_finite("y", y.reshape(len(y), -1))
     y, task, classes = _encode_target(y, task, "y")
     return _make_dataset(x, y, task, classes, name, test_size, seed, standardize, dtype)
 
@@ -290,10 +371,12 @@ def _doc003(test_size: float, seed: int, scale: bool, dtype: DTypeLike) -> Datas
     )
     dtype = _float_dtype(dtype)
     x_train, x_test = x_train.astype(dtype), x_test.astype(dtype)
+    x_mean, x_scale = np.zeros(5, dtype), np.ones(5, dtype)
     if scale:
-        x_train, x_test = standardize(x_train, x_test)[:2]
+        x_train, x_test, x_mean, x_scale = standardize(x_train, x_test)
     y_train, y_test = y_train.astype(np.int32), y_test.astype(np.int32)
-    return Dataset(x_train, y_train, x_test, y_test, "classification", 3, "doc003", (0, 1, 2))
+    prep = Preprocessing(x_mean, x_scale, classes=(0, 1, 2))
+    return Dataset(x_train, y_train, x_test, y_test, "classification", 3, "doc003", (0, 1, 2), prep)
 
 
 def load(
@@ -441,24 +524,45 @@ def load_mnist(
             )
         x = images.astype(dtype) / dtype.type(255) if scale else images.astype(dtype)
         arrays += [x.reshape(len(x), -1) if flatten else x, labels.astype(np.int32)]
-    return Dataset(*arrays, "classification", 10, "mnist", tuple(range(10)))
+    shape, classes = arrays[0].shape[1:], tuple(range(10))
+    x_scale = np.full(shape, 255 if scale else 1, dtype)
+    prep = Preprocessing(np.zeros(shape, dtype), x_scale, classes=classes)
+    return Dataset(*arrays, "classification", 10, "mnist", classes, prep)
 
 
 # ----------------------------------------------------------------------------- user tables
 
 
-def _read_csv(path: str, delimiter: str) -> list[list[str]]:
+class _Cells(NamedTuple):
+    """A CSV file's non-blank rows as text: ``cells (n, n_cols)``, the file line of each row,
+    and the header row (None if the file has none)."""
+
+    cells: np.ndarray
+    lines: list[int]
+    header: list[str] | None
+
+
+def _read_csv(path: str, delimiter: str) -> _Cells:
+    """Every non-blank row, stripped; the first is a header when :func:`_has_header` says so."""
+    rows, lines = [], []
     with open(path, newline="") as f:
-        rows = [[c.strip() for c in row] for row in csv.reader(f, delimiter=delimiter)]
-    rows = [row for row in rows if any(row)]
-    if len(rows) < 2:
-        raise ValueError(f"{path!r}: expected at least 2 rows, got {len(rows)}")
-    for i, row in enumerate(rows):
+        reader = csv.reader(f, delimiter=delimiter)
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                rows.append([cell.strip() for cell in row])
+                lines.append(reader.line_num)
+    if not rows:
+        raise ValueError(f"{path!r}: no rows")
+    for row, line in zip(rows, lines):
         if len(row) != len(rows[0]):
             raise ValueError(
-                f"{path!r}: row {i + 1} has {len(row)} cells, row 1 has {len(rows[0])}"
+                f"{path!r}: line {line} has {len(row)} cells, line {lines[0]} has {len(rows[0])}"
             )
-    return rows
+    header = rows.pop(0) if _has_header(rows) else None
+    lines = lines[1:] if header is not None else lines
+    if not rows:
+        raise ValueError(f"{path!r}: a header row and no data rows")
+    return _Cells(np.array(rows, dtype=str), lines, header)
 
 
 def _is_number(cell: str) -> bool:
@@ -470,11 +574,19 @@ def _is_number(cell: str) -> bool:
 
 
 def _has_header(rows: list[list[str]]) -> bool:
-    """A first row is a header when some cell is text above a number in the second row."""
+    """A first row is a header when some cell is text above a number in the second row (one row:
+    when no cell is a number)."""
+    if len(rows) == 1:
+        return not any(_is_number(cell) for cell in rows[0])
     return any(not _is_number(a) and _is_number(b) for a, b in zip(rows[0], rows[1]))
 
 
-def _target_index(target: int | str, header: list[str] | None, n_cols: int, path: str) -> int:
+def _column_name(table: _Cells, j: int) -> str:
+    return repr(table.header[j]) if table.header else str(j)
+
+
+def _target_index(target: int | str, table: _Cells, path: str) -> int:
+    header, n_cols = table.header, table.cells.shape[1]
     if isinstance(target, str):
         if header is None:
             raise ValueError(f"target={target!r} names a column, but {path!r} has no header row")
@@ -486,35 +598,111 @@ def _target_index(target: int | str, header: list[str] | None, n_cols: int, path
     return target % n_cols
 
 
-def _parse_csv(path: str, target: int | str, delimiter: str) -> tuple[np.ndarray, np.ndarray]:
-    rows = _read_csv(path, delimiter)
-    header = rows.pop(0) if _has_header(rows) else None
-    n_cols = len(rows[0])
+def _bad_cell(text: str) -> str | None:
+    """Why a cell cannot be a number for training, or None if it can."""
+    if not text:
+        return "has an empty cell"
+    if not _is_number(text):
+        return f"is not numeric ({text!r})"
+    return None if math.isfinite(float(text)) else f"holds {text!r}"
+
+
+def _numbers(table: _Cells, columns: list[int], path: str, kind: str = "feature") -> np.ndarray:
+    """Columns as float64 ``(n, len(columns))``. The first cell that is empty, not a number,
+    NaN or inf is named by its column and file line (before any standardization spreads it)."""
+    with contextlib.suppress(ValueError):
+        x = table.cells[:, columns].astype(np.float64)
+        if np.all(np.isfinite(x)):
+            return x
+    for j in columns:
+        for i, cell in enumerate(table.cells[:, j].tolist()):
+            if (why := _bad_cell(cell)) is not None:
+                raise ValueError(
+                    f"{path!r}: {kind} column {_column_name(table, j)} {why} at line "
+                    f"{table.lines[i]}; fill it in or drop the row"
+                )
+    raise AssertionError("unreachable: a cell failed to convert but none is bad")
+
+
+def _parse_csv(path: str, target: int | str, delimiter: str):
+    """``x (n, n_in)`` float64, the target column (float64 if every cell is a number, else text)
+    and the feature columns' names (None without a header)."""
+    table = _read_csv(path, delimiter)
+    if len(table.cells) < 2:
+        raise ValueError(f"{path!r}: expected at least 2 data rows, got 1")
+    n_cols = table.cells.shape[1]
     if n_cols < 2:
-        raise ValueError(f"{path!r}: expected feature columns and a target column, got 1 column")
-    t = _target_index(target, header, n_cols, path)
-    cells = np.array(rows, dtype=str)
+        seen = [d for d in ";\t| " if d in table.cells[0, 0]]
+        hint = f" (its rows hold {seen[0]!r}: is that the delimiter?)" if seen else ""
+        raise ValueError(
+            f"{path!r}: expected feature columns and a target column, got 1 column{hint}"
+        )
+    t = _target_index(target, table, path)
     features = [j for j in range(n_cols) if j != t]
-    try:
-        x = cells[:, features].astype(np.float64)
-    except ValueError:
-        raise _non_numeric(cells, features, header, path) from None
-    y = cells[:, t]
-    return x, y.astype(np.float64) if all(_is_number(c) for c in y) else y
+    x = _numbers(table, features, path)
+    y = table.cells[:, t].tolist()
+    if "" in y:
+        raise ValueError(
+            f"{path!r}: target column {_column_name(table, t)} has an empty cell at line "
+            f"{table.lines[y.index('')]}; fill it in or drop the row"
+        )
+    y = table.cells[:, t]
+    if all(_is_number(c) for c in y.tolist()):
+        y = _numbers(table, [t], path, "target")[:, 0]
+    names = None if table.header is None else tuple(table.header[j] for j in features)
+    return x, y, names, None if table.header is None else table.header[t]
 
 
-def _non_numeric(cells: np.ndarray, features: list[int], header: list | None, path: str):
-    """The ValueError naming the first feature column (and cell) that is not a number."""
-    for j in features:
-        bad = [i for i, c in enumerate(cells[:, j]) if not _is_number(c)]
-        if bad:
-            column = repr(header[j]) if header else str(j)
-            line = bad[0] + 1 + (header is not None)
-            return ValueError(
-                f"{path!r}: feature column {column} is not numeric "
-                f"(line {line}: {cells[bad[0], j]!r})"
+def read_features(
+    path: str | os.PathLike,
+    preprocessing: Preprocessing,
+    *,
+    target: int | str | None = -1,
+    delimiter: str = ",",
+    keys: tuple[str, str] = ("x", "y"),
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The raw feature rows of a CSV or NPZ file to predict on, and its targets if it has them.
+
+    CSV with a header and a run whose features have names: the columns are found by name (in any
+    order, others ignored; the target column by ``preprocessing.target``). Otherwise by
+    position: ``n_in`` feature columns, or ``n_in + 1`` with the target at index ``target``.
+    NPZ: arrays ``keys`` (the targets optional).
+
+    **Returns:** ``x (n, n_in)`` float64 and the target column ``(n,)`` as read (None if absent).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such file: {path!r}")
+    if path.endswith(".npz"):
+        with np.load(path, allow_pickle=False) as archive:
+            if keys[0] not in archive:
+                raise ValueError(f"{path!r}: no array {keys[0]!r}; has {list(archive.keys())}")
+            return np.asarray(archive[keys[0]], np.float64), archive.get(keys[1])
+    table = _read_csv(path, delimiter)
+    features, t = _feature_columns(table, preprocessing, target, path)
+    return _numbers(table, features, path), None if t is None else table.cells[:, t]
+
+
+def _feature_columns(table: _Cells, prep: Preprocessing, target, path: str):
+    """Indices of the feature columns and of the target column (None if absent)."""
+    n_in, n_cols = int(np.prod(prep.x_mean.shape)), table.cells.shape[1]
+    if table.header is not None and prep.features is not None:
+        missing = [name for name in prep.features if name not in table.header]
+        if missing:
+            raise ValueError(
+                f"{path!r}: no column {missing[0]!r} (one of the run's features "
+                f"{list(prep.features)}); the file's columns: {table.header}"
             )
-    return ValueError(f"{path!r}: feature columns are not numeric")
+        t = table.header.index(prep.target) if prep.target in table.header else None
+        return [table.header.index(name) for name in prep.features], t
+    if n_cols == n_in:
+        return list(range(n_in)), None
+    if n_cols == n_in + 1 and isinstance(target, int):
+        t = target % n_cols
+        return [j for j in range(n_cols) if j != t], t
+    raise ValueError(
+        f"{path!r}: expected {n_in} feature columns (or {n_in + 1} with the target), got {n_cols}"
+    )
 
 
 def load_table(
@@ -545,10 +733,11 @@ def load_table(
             if missing:
                 raise ValueError(f"{path!r}: no arrays {missing}; has {list(archive.keys())}")
             x, y = archive[keys[0]], archive[keys[1]]
+        features = target_name = None
     else:
-        x, y = _parse_csv(path, target, delimiter)
+        x, y, features, target_name = _parse_csv(path, target, delimiter)
     name = os.path.splitext(os.path.basename(path))[0]
-    return from_arrays(
+    ds = from_arrays(
         x,
         y,
         task=task,
@@ -558,3 +747,5 @@ def load_table(
         standardize=standardize,
         dtype=dtype,
     )
+    prep = ds.preprocessing._replace(features=features, target=target_name)
+    return ds._replace(preprocessing=prep)

@@ -20,6 +20,9 @@ from jmlp.losses import CLASSIFICATION, FUSED, LOSSES, FusedLoss, Loss, get_loss
 Array = jax.Array
 REDUCTIONS = ("mean", "sum")
 PRECISIONS = ("default", "high", "highest")
+# The output activation each loss needs, when none is given (identity for every other loss).
+OUTPUT_FOR_LOSS = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
+PROBABILITY_OUTPUTS = ("softmax", "sigmoid")  # outputs in (0, 1) by construction
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,10 @@ class MLP:
     - ``sizes``: layer widths ``(n_in, n_1, ..., n_out)``.
     - ``activation``: one name for every hidden layer, or a tuple with one name per hidden layer
       (see ``jmlp.activations.ACTIVATIONS``; ``softmax`` is output-only).
-    - ``output_activation``: activation of the last layer (default ``"identity"``).
+    - ``output_activation``: activation of the last layer; by default what the loss needs:
+      ``"softmax"`` for ``cross_entropy``, ``"sigmoid"`` for ``binary_cross_entropy``,
+      ``"identity"`` otherwise (after construction the field holds the resolved name). The log
+      losses take the log of the output, so they accept only ``softmax`` and ``sigmoid``.
     - ``loss``: name in ``jmlp.losses.LOSSES`` (default ``"mse"``).
     - ``reduction``: how per-example losses are combined over the batch: ``"mean"`` or ``"sum"``.
     - ``leaky_relu_slope``, ``elu_alpha``, ``huber_delta``: the options of those functions.
@@ -42,7 +48,7 @@ class MLP:
 
     sizes: tuple[int, ...]
     activation: str | tuple[str, ...] = "relu"
-    output_activation: str = "identity"
+    output_activation: str | None = None
     loss: str = "mse"
     reduction: str = "mean"
     leaky_relu_slope: float = 0.01
@@ -65,8 +71,12 @@ class MLP:
             _check_name("activation", name, ACTIVATIONS)
             if name in OUTPUT_ONLY:
                 raise ValueError(f"activation: {name!r} is allowed as output_activation only")
-        _check_name("output_activation", self.output_activation, ACTIVATIONS)
         _check_name("loss", self.loss, LOSSES)
+        if self.output_activation is None:
+            output = OUTPUT_FOR_LOSS.get(self.loss, "identity")
+            object.__setattr__(self, "output_activation", output)
+        _check_name("output_activation", self.output_activation, ACTIVATIONS)
+        _check_log_loss_output(self.loss, self.output_activation)
         _check_name("reduction", self.reduction, REDUCTIONS)
         if self.precision is not None:
             _check_name("precision", self.precision, PRECISIONS)
@@ -106,6 +116,18 @@ class MLP:
 def _check_name(argument: str, name, known) -> None:
     if not isinstance(name, str) or name not in known:
         raise ValueError(f"{argument}: unknown name {name!r}; known: {sorted(known)}")
+
+
+def _check_log_loss_output(loss: str, output: str) -> None:
+    """Refuse a log loss on an output that is not a probability (its log is undefined)."""
+    if loss in OUTPUT_FOR_LOSS and output not in PROBABILITY_OUTPUTS:
+        raise ValueError(
+            f"output_activation: loss={loss!r} takes the log of the output, which must be a "
+            f"probability (softmax or sigmoid), got {output!r}; write "
+            f"output_activation={OUTPUT_FOR_LOSS[loss]!r} or leave it out (the default for "
+            f"{loss}): the loss is then computed from the logits z^L, as PyTorch's "
+            f"{'CrossEntropyLoss' if loss == 'cross_entropy' else 'BCEWithLogitsLoss'} does"
+        )
 
 
 class Cache(NamedTuple):
@@ -205,9 +227,11 @@ def as_inputs(net: MLP, params: Params, x) -> Array:
 
 def as_targets(net: MLP, y, x_shape: tuple[int, ...], dtype) -> Array:
     """Targets as ``(B, n_out)`` rows of ``dtype``; integer labels become one-hot (cross-entropy)
-    or a single column (binary cross-entropy, hinge with n_out = 1)."""
+    or a single column (binary cross-entropy, hinge with n_out = 1). 1-D float targets ``(B,)``
+    are whole-valued labels (cross-entropy) or the one column of a net with one output."""
     y = jnp.asarray(y)
     batch, n_out = x_shape[:-1], net.sizes[-1]
+    y = _one_column_targets(net, y, batch)
     if net.loss in CLASSIFICATION and not isinstance(y, jax.core.Tracer):
         check_target_values(net, local_values(y))  # concrete only outside jit / vmap
     if y.dtype == jnp.bool_:
@@ -215,7 +239,8 @@ def as_targets(net: MLP, y, x_shape: tuple[int, ...], dtype) -> Array:
     if jnp.issubdtype(y.dtype, jnp.integer):
         if net.loss not in CLASSIFICATION:
             raise TypeError(
-                f"y: integer labels need a classification loss {CLASSIFICATION}, got loss={net.loss!r}"
+                f"y: integer labels need a classification loss {CLASSIFICATION}, got "
+                f"loss={net.loss!r}; regression targets are floats: give y.astype(float)"
             )
         if y.shape != batch:
             raise ValueError(f"y: expected integer labels of shape {batch}, got {y.shape}")
@@ -229,9 +254,7 @@ def as_targets(net: MLP, y, x_shape: tuple[int, ...], dtype) -> Array:
             )
     else:
         if y.shape != batch + (n_out,):
-            raise ValueError(
-                f"y: expected shape {batch + (n_out,)} (or integer labels {batch}), got {y.shape}"
-            )
+            raise ValueError(_target_shape_problem(net, y.shape, batch))
         t = y.astype(dtype)
     return jnp.atleast_2d(t)
 
@@ -242,6 +265,41 @@ def local_values(a) -> np.ndarray:
     if isinstance(a, jax.Array) and not a.is_fully_addressable:
         return np.concatenate([np.asarray(s.data) for s in a.addressable_shards])
     return np.asarray(a)
+
+
+def _one_column_targets(net: MLP, y: Array, batch: tuple[int, ...]) -> Array:
+    """1-D float targets ``(B,)``: int labels for cross-entropy (checked whole where concrete),
+    one column ``(B, 1)`` for a net with one output; anything else unchanged."""
+    if y.shape != batch or not jnp.issubdtype(y.dtype, jnp.floating):
+        return y
+    if net.loss == "cross_entropy":
+        if not isinstance(y, jax.core.Tracer):
+            values = local_values(y)
+            bad = ~np.isfinite(values) | (values != np.round(values))
+            if np.any(bad):
+                raise ValueError(
+                    f"y: 1-D float labels for loss='cross_entropy' must be whole numbers (class "
+                    f"indices 0..{net.sizes[-1] - 1}), got {int(np.sum(bad))} that are not, e.g. "
+                    f"{values[bad][0].item()!r}"
+                )
+        return y.astype(jnp.int32)
+    return y[..., None] if net.sizes[-1] == 1 else y
+
+
+def _target_shape_problem(net: MLP, shape: tuple[int, ...], batch: tuple[int, ...]) -> str:
+    """The message for float targets of the wrong shape: what was expected, and why not."""
+    n_out = net.sizes[-1]
+    expected = batch + (n_out,)
+    labels = f" (or labels {batch})" if net.loss in CLASSIFICATION else ""
+    head = f"y: expected shape {expected}{labels}, got {shape}"
+    if batch and shape[:1] != batch:
+        return f"{head}: {shape[0] if shape else 'no'} rows for the {batch[0]} examples of x"
+    if len(shape) == len(batch):
+        return f"{head}: 1-D targets fit a net with one output, this net has {n_out} (sizes[-1])"
+    if len(shape) == len(expected):
+        hint = "; give class labels as a 1-D array" if net.loss == "cross_entropy" else ""
+        return f"{head}: {shape[-1]} columns for {n_out} outputs (sizes[-1]){hint}"
+    return f"{head}: {len(shape)} axes, expected {len(expected)}"
 
 
 def check_target_values(net: MLP, y: np.ndarray, name: str = "y") -> None:

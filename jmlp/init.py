@@ -65,6 +65,11 @@ def init_params(
 
     **Returns:** ``[{"W": (n_{l-1}, n_l), "b": (n_l,)} for l = 1..L]``.
     """
+    k_shape, k_dtype = getattr(key, "shape", None), getattr(key, "dtype", None)
+    typed = k_dtype is not None and jax.dtypes.issubdtype(k_dtype, jax.dtypes.prng_key)
+    if not ((typed and k_shape == ()) or (k_dtype == jnp.uint32 and k_shape == (2,))):
+        got = type(key).__name__ if k_dtype is None else f"an array {k_shape} of {k_dtype}"
+        raise TypeError(f"key: expected one jax.random key, e.g. jax.random.key(0), got {got}")
     sizes = check_sizes(sizes)
     if weight_init not in WEIGHT_INITS:
         raise ValueError(f"weight_init: unknown scheme {weight_init!r}; known: {WEIGHT_INITS}")

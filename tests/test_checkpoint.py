@@ -17,7 +17,7 @@ import numpy as np
 import optax
 import pytest
 
-from jmlp import checkpoint
+from jmlp import checkpoint, optim
 from jmlp.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
 
@@ -132,6 +132,36 @@ def test_params_only_and_shape_dtype_struct_templates(tmp_path):
     save_checkpoint(tmp_path / "p.npz", params=params)  # no opt_state saved
     with pytest.raises(ValueError, match="opt_state/0/count"):
         load_checkpoint(tmp_path / "p.npz", like_params=params, like_opt_state=opt.init(params))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("sizes", [(3, 2), (3, 4, 5, 2), tuple(range(2, 14))])  # 11 layers: "10"
+def test_params_load_without_a_template(tmp_path, dtype, sizes):
+    params = make_params(0, sizes, dtype)
+    _, state = trained_adam_state(params)
+    save_checkpoint(tmp_path / "ck.npz", params=params, opt_state=state, epoch=2)
+    ck = load_checkpoint(tmp_path / "ck.npz")
+    assert_trees_equal(ck.params, params)
+    assert ck.opt_state is None and ck.epoch == 2
+    with_state = load_checkpoint(tmp_path / "ck.npz", like_opt_state=optax.adam(1e-2).init(params))
+    assert_trees_equal(with_state.opt_state, state)
+
+
+@pytest.mark.parametrize(
+    "params", [lambda p: tuple(p), lambda p: [tuple(layer.values()) for layer in p]]
+)
+def test_params_other_than_lists_and_dicts_need_a_template(tmp_path, params):
+    save_checkpoint(tmp_path / "ck.npz", params=params(make_params(0, (3, 4, 2))))
+    with pytest.raises(ValueError, match="not plain lists and dicts, so they cannot be rebuilt"):
+        load_checkpoint(tmp_path / "ck.npz")
+
+
+def test_a_wrong_optimizer_template_says_which_template_to_build(tmp_path):
+    params = make_params(0, (3, 2))
+    _, state = trained_adam_state(params)  # optax.adam's state: (ScaleByAdamState, EmptyState)
+    save_checkpoint(tmp_path / "ck.npz", params=params, opt_state=state)
+    with pytest.raises(ValueError, match=r"optimizer.init\(params\) of the optimizer that wrote"):
+        load_checkpoint(tmp_path / "ck.npz", like_opt_state=optim.adam(1e-2).init(params))
 
 
 def test_overwrite_leaves_no_temp_files(tmp_path):

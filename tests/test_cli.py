@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 
 import jmlp
+import jmlp.cli
 import jmlp.draw
+from jmlp.runs import predict_raw
 
-RUN_FILES = {"config.json", "metrics.csv", "checkpoint.npz", "loss.png"}
+RUN_FILES = {"config.json", "preprocessing.json", "metrics.csv", "checkpoint.npz", "loss.png"}
 TINY = ["--epochs", "3", "--hidden", "4", "--no-progress"]
 GRADCHECK = ["gradcheck", "--sizes", "4,6,3", "--activation", "tanh", "--batch", "8"]
 
@@ -83,8 +85,9 @@ def test_train_iris_writes_the_run_folder(iris_run):
     out, proc = iris_run
     assert proc.returncode == 0, proc.stderr
     assert RUN_FILES | {"confusion.png"} <= {p.name for p in out.iterdir()}
-    for name in ("train", "validation", "test", "accuracy", "epochs", "time", str(out)):
+    for name in ("train", "validation", "test", "accuracy", "time", str(out)):
         assert name in proc.stdout
+    assert "epochs      3 of 3\n" in proc.stdout
     assert "Traceback" not in proc.stderr
 
 
@@ -118,12 +121,17 @@ def test_train_checkpoint_loads_and_reproduces_the_table(iris_run):
     out, proc = iris_run
     cfg = json.loads((out / "config.json").read_text())
     template = jmlp.init_params(jax.random.key(0), cfg["sizes"])
-    ck = jmlp.load_checkpoint(out / "checkpoint.npz", like_params=template)
-    assert ck.epoch == 3
+    optimizer_state = jmlp.optim.adam(cfg["lr"]).init(template)  # the template the README shows
+    ck = jmlp.load_checkpoint(out / "checkpoint.npz", like_opt_state=optimizer_state)
+    assert ck.epoch == 3 and int(ck.opt_state.count) == 3 * 7  # 108 examples, batch 16: 7 steps
     assert ck.metadata["config"] == cfg
+    net, params, prep = jmlp.load_run(out)
+    assert net == jmlp.MLP(tuple(cfg["sizes"]), cfg["activation"], "softmax", "cross_entropy")
+    assert prep.classes == ("setosa", "versicolor", "virginica")
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(ck.params)):
+        np.testing.assert_array_equal(a, b)
     # the test accuracy printed in the table, recomputed from the checkpoint's params
     ds = jmlp.data.load("iris", test_size=cfg["test_split"], seed=cfg["seed"])
-    net = jmlp.MLP(tuple(cfg["sizes"]), cfg["activation"], cfg["output_activation"], cfg["loss"])
     predicted = np.argmax(np.asarray(jmlp.forward(net, ck.params, ds.x_test)), axis=1)
     test_row = next(line for line in proc.stdout.splitlines() if line.startswith("test"))
     np.testing.assert_allclose(
@@ -131,9 +139,9 @@ def test_train_checkpoint_loads_and_reproduces_the_table(iris_run):
     )
 
 
-def write_csv(path: Path, header: list[str], columns: list) -> None:
+def write_csv(path: Path, header: list[str], columns: list, delimiter: str = ",") -> None:
     with path.open("w", newline="") as f:
-        writer = csv.writer(f)
+        writer = csv.writer(f, delimiter=delimiter)
         writer.writerow(header)
         writer.writerows(zip(*columns))
 
@@ -152,10 +160,23 @@ def test_train_on_a_user_csv(tmp_path, task, target, score, sizes):
     label = np.where(a + b > 0, "cat", "dog")
     # the target column sits in the middle: it is found by name
     path = tmp_path / "table.csv"
-    write_csv(path, ["a", target, "b", "c"], [a, price if task == "regression" else label, b, c])
+    write_csv(
+        path, ["a", target, "b", "c"], [a, price if task == "regression" else label, b, c], ";"
+    )
     out = tmp_path / "run"
     proc = jmlp_cli(
-        "train", "--data", path, "--target", target, "--task", task, *TINY, "--out", out
+        "train",
+        "--data",
+        path,
+        "--target",
+        target,
+        "--task",
+        task,
+        *TINY,
+        "--out",
+        out,
+        "--delimiter",
+        ";",
     )
     assert proc.returncode == 0, proc.stderr
     assert score in proc.stdout
@@ -163,6 +184,8 @@ def test_train_on_a_user_csv(tmp_path, task, target, score, sizes):
     assert (cfg["task"], cfg["target"], cfg["sizes"]) == (task, target, sizes)
     if task == "classification":
         assert cfg["classes"] == ["cat", "dog"]
+    else:
+        assert "units       loss of the standardized target (y - " in proc.stdout
     expected = RUN_FILES | ({"confusion.png"} if task == "classification" else set())
     assert expected <= {p.name for p in out.iterdir()}
 
@@ -197,6 +220,143 @@ def test_train_on_mnist_idx_files(tmp_path):
     assert float(test_row.split()[2]) == pytest.approx(np.mean(predicted == labels), abs=5e-5)
     # and jmlp draw reads the run as a 28 x 28 model
     assert jmlp.draw.load_run_model(out).side == 28
+
+
+# ----------------------------------------------------------------------------- predict, resume
+# Driven in this process through jmlp.cli.main (the console script's function, tested below):
+# the runs share this process's compiled programs, which keeps them fast.
+
+
+def main(capsys, *args) -> tuple[int, str, str]:
+    code = jmlp.cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def pets(tmp_path_factory):
+    """A CSV of two classes (by a linear rule) and a price in hundreds, with named columns."""
+    rng = np.random.default_rng(1)
+    a, b, noise = rng.normal(size=(3, 240))
+    kind = np.where(a - b > 0, "cat", "dog")
+    price = 500 + 200 * a + 100 * b + 5 * noise
+    folder = tmp_path_factory.mktemp("pets")
+    write_csv(folder / "pets.csv", ["weight", "age", "kind", "price"], [a, b, kind, price])
+    # new rows: the columns in another order, one more column; the answers are known
+    write_csv(
+        folder / "new.csv",
+        ["price", "id", "age", "kind", "weight"],
+        [price[:40], range(40), b[:40], kind[:40], a[:40]],
+    )
+    return folder
+
+
+@pytest.mark.parametrize("target", ["kind", "price"])
+def test_predict_answers_in_the_data_s_own_names_and_units(pets, tmp_path, capsys, target):
+    other = "price" if target == "kind" else "kind"
+    table = tmp_path / "train.csv"  # the training file without the other target
+    rows = read_rows(pets / "pets.csv")
+    write_csv(
+        table, ["weight", "age", target], [[r[k] for r in rows] for k in ("weight", "age", target)]
+    )
+    run = tmp_path / "run"
+    settings = ["--hidden", "16", "--lr", "0.01", "--epochs", "40", "--no-progress", "--quiet"]
+    assert (
+        main(capsys, "train", "--data", table, "--target", target, *settings, "--out", run)[0] == 0
+    )
+    code, out, err = main(capsys, "predict", run, pets / "new.csv", "--out", tmp_path / "p.csv")
+    assert code == 0 and out == ""
+    answers = read_rows(tmp_path / "p.csv")
+    truth = [r[target] for r in read_rows(pets / "new.csv")]
+    assert len(answers) == 40 and other not in answers[0]
+    if target == "kind":
+        predicted = [r["prediction"] for r in answers]
+        assert set(predicted) <= {"cat", "dog"}
+        hits = sum(p == t for p, t in zip(predicted, truth))
+        assert f"accuracy {hits / 40:.4f} ({hits} of 40)" in err and hits >= 36
+        total = [float(r["p(cat)"]) + float(r["p(dog)"]) for r in answers]
+        np.testing.assert_allclose(total, 1, atol=2e-7)  # two 7-digit numbers
+    else:  # prices in their own units: R^2 against the true prices, computed here
+        predicted = np.array([float(r["prediction"]) for r in answers])
+        t = np.array(truth, dtype=float)
+        r2 = 1 - np.sum((t - predicted) ** 2) / np.sum((t - t.mean()) ** 2)
+        assert f"R^2 {r2:.4f}" in err and r2 > 0.9
+    # the same answers from Python (jmlp.load_run) and on stdout
+    loaded = jmlp.load_run(run)
+    assert loaded.preprocessing.features == ("weight", "age")
+    assert loaded.preprocessing.target == target
+    values, _ = predict_raw(
+        loaded, jmlp.data.read_features(pets / "new.csv", loaded.preprocessing)[0]
+    )
+    as_text = [str(v) if target == "kind" else f"{v[0]:.7g}" for v in values.tolist()]
+    assert as_text == [r["prediction"] for r in answers]
+    code, out, _ = main(capsys, "predict", run, pets / "new.csv")
+    assert [line.split(",")[0] for line in out.splitlines()[1:]] == as_text
+
+
+def test_predict_errors_name_the_missing_column(pets, tmp_path, capsys):
+    run = tmp_path / "run"
+    main(capsys, "train", "--data", pets / "pets.csv", "--target", "kind", *TINY, "--out", run)
+    write_csv(tmp_path / "bad.csv", ["weight", "kind"], [[1.0], ["cat"]])
+    code, _, err = main(capsys, "predict", run, tmp_path / "bad.csv")
+    assert code == 2 and "no column 'age'" in err and "Traceback" not in err
+
+
+def test_resume_is_bitwise_an_uninterrupted_run(tmp_path, capsys):
+    settings = ["--data", "iris", "--hidden", "4", "--seed", "2", "--no-progress", "--quiet"]
+    assert main(capsys, "train", *settings, "--epochs", "2", "--out", tmp_path / "a")[0] == 0
+    assert main(capsys, "train", "--resume", tmp_path / "a", "--epochs", "5", "--quiet")[0] == 0
+    assert main(capsys, "train", *settings, "--epochs", "5", "--out", tmp_path / "b")[0] == 0
+    resumed, whole = jmlp.load_run(tmp_path / "a"), jmlp.load_run(tmp_path / "b")
+    for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(whole.params)):
+        np.testing.assert_array_equal(a, b)
+    metrics = [read_metrics(tmp_path / run / "metrics.csv") for run in ("a", "b")]
+    assert [r["loss"] for r in metrics[0]] == [r["loss"] for r in metrics[1]]
+    assert len(metrics[0]) == 5
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--resume", "RUN", "--lr", "0.1"], ["only --epochs may change", "--lr"]),
+        (["--resume", "RUN", "--epochs", "2"], ["the run has done 3 epochs already"]),
+        (["--data", "iris", "--delimiter", ";"], ["--delimiter: applies to a CSV/NPZ file"]),
+        (["--data", "iris", "--delimiter", "ab"], ["expected one character or 'tab'"]),
+    ],
+)
+def test_resume_and_delimiter_errors(iris_run, capsys, args, needles):
+    args = [str(iris_run[0]) if a == "RUN" else a for a in args]
+    code, _, err = main(capsys, "train", *args, "--no-progress")
+    assert code == 2 and err.count("\n") == 1
+    for needle in needles:
+        assert needle in err
+
+
+def test_mse_on_one_hot_targets_document_000s_recipe(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["--data", "iris", "--loss", "mse", "--output-activation", "sigmoid", *TINY]
+    code, text, _ = main(capsys, "train", *args, "--out", out)
+    assert code == 0 and "accuracy" in text
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["loss"], cfg["output_activation"], cfg["sizes"]) == ("mse", "sigmoid", [4, 4, 3])
+    assert (out / "confusion.png").is_file()
+
+
+def test_figure_labels_and_the_accuracy_in_the_confusion_title():
+    from jmlp.cli.train import confusion_figure, loss_figure
+
+    history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.6], "val_r2": [0.2, 0.7]}
+    fig = loss_figure(history)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["training loss", "validation loss"]
+    assert fig.axes[1].get_ylabel() == "validation R^2"
+    fig = confusion_figure(np.array([[5, 1], [2, 4]]), ("cat", "dog"))
+    assert fig.axes[0].get_title() == "test set: accuracy 0.7500\n(9 of 12)"
 
 
 # ----------------------------------------------------------------------------- gradcheck
@@ -261,6 +421,7 @@ def test_non_numeric_column_is_named(tmp_path):
         ("train", ["--data", "--hidden", "--optimizer", "--patience", "examples:", "digits"]),
         ("gradcheck", ["--sizes", "--dtype", "--fd-rtol", "examples:"]),
         ("bench", ["--quick", "--out", "examples:"]),
+        ("predict", ["RUN_FOLDER", "--out", "p(CLASS)", "examples:"]),
         ("draw", ["--run", "--port", "--host", "--no-browser", "127.0.0.1", "examples:"]),
     ],
 )
@@ -274,7 +435,5 @@ def test_help_of_each_verb(verb, words):
 
 def test_console_script_runs_the_same_main():
     """``jmlp`` (the installed script) and ``python -m jmlp`` both call ``jmlp.cli.main``."""
-    import jmlp.cli
-
     scripts = importlib.metadata.entry_points(group="console_scripts", name="jmlp")
     assert [s.load() for s in scripts] == [jmlp.cli.main]

@@ -1,6 +1,7 @@
 """Tests for jmlp.data: built-in sets, document 003's problem, splits, IDX/MNIST, CSV/NPZ tables."""
 
 import gzip
+import json
 import math
 import struct
 import sys
@@ -312,6 +313,9 @@ def test_load_mnist_on_fake_files(tmp_path, sep, gz):
     raw = data.load_mnist(tmp_path, flatten=False, scale=False)
     assert raw.x_test.shape == (5, 28, 28)
     np.testing.assert_array_equal(raw.x_test, arrays["t10k"][0])
+    # the preprocessing turns raw pixels into the inputs bitwise
+    np.testing.assert_array_equal(d.preprocessing.inputs(images.reshape(10, 784)), d.x_train)
+    np.testing.assert_array_equal(raw.preprocessing.inputs(arrays["t10k"][0]), raw.x_test)
 
 
 def test_load_mnist_errors(tmp_path):
@@ -385,12 +389,30 @@ def test_npz_default_and_named_keys(tmp_path):
 
 
 CSV_ERRORS = [
-    ("bad feature", "f1,f2,y\n1,2,0\nx,3,1\n1,2,1\n", {}, ValueError, "column 'f1'.*line 3"),
+    (
+        "bad feature",
+        "f1,f2,y\n1,2,0\nx,3,1\n1,2,1\n",
+        {},
+        ValueError,
+        "'f1' is not numeric \\('x'\\) at line 3",
+    ),
     ("bad feature no header", "1,2,0\n1,oops,1\n3,3,1\n", {}, ValueError, "column 1"),
     ("target range", "1,2,0\n2,3,1\n", {"target": 3}, ValueError, "out of range"),
     ("named, no header", "1,2,0\n2,3,1\n", {"target": "y"}, ValueError, "no header"),
     ("unknown name", "a,b,y\n1,2,0\n2,3,1\n", {"target": "q"}, ValueError, "'q'"),
-    ("ragged", "1,2,0\n2,3\n", {}, ValueError, "row 2"),
+    ("ragged", "1,2,0\n2,3\n", {}, ValueError, "line 2 has 2 cells, line 1 has 3"),
+    ("empty", "f1,f2,y\n1,2,0\n3,,1\n1,2,1\n", {}, ValueError, "'f2' has an empty cell at line 3"),
+    ("nan", "f1,f2,y\n1,2,0\n\n3,NaN,1\n1,2,1\n", {}, ValueError, "'f2' holds 'NaN' at line 4"),
+    (
+        "inf, no header",
+        "1,2,0\n1,-inf,1\n3,3,1\n",
+        {},
+        ValueError,
+        "column 1 holds '-inf' at line 2",
+    ),
+    ("empty label", "f,y\n1,a\n2,\n3,b\n", {}, ValueError, "target column 'y' has an empty cell"),
+    ("one column", "1;2;0\n2;3;1\n", {}, ValueError, "1 column \\(its rows hold ';'"),
+    ("header only", "a,b,y\n", {}, ValueError, "a header row and no data rows"),
     ("string regression", "1,a\n2,b\n", {"task": "regression"}, ValueError, "regression"),
     ("bad task", "1,0\n2,1\n", {"task": "cluster"}, ValueError, "task"),
 ]
@@ -411,8 +433,91 @@ def test_load_table_missing_file(tmp_path):
         data.load_table(tmp_path / "absent.csv")
 
 
+def test_from_arrays_names_the_column_and_row_of_a_nan():
+    x = np.ones((10, 3))
+    x[[4, 7], 1] = [np.nan, np.inf]
+    with pytest.raises(ValueError, match=r"x: column 1 holds 2 NaN/inf values \(first in row 4\)"):
+        data.from_arrays(x, np.arange(10.0))
+    y = np.arange(10.0)
+    y[6] = np.nan
+    with pytest.raises(ValueError, match=r"y: column 0 holds 1 NaN/inf values \(first in row 6\)"):
+        data.from_arrays(np.ones((10, 3)), y)
+
+
 def test_from_arrays_rejects_bad_shapes():
     with pytest.raises(ValueError, match="x: expected a 2-D"):
         data.from_arrays(np.zeros(5), np.zeros(5))
     with pytest.raises(ValueError, match="y: expected shape"):
         data.from_arrays(np.zeros((5, 2)), np.zeros(4))
+
+
+# ----------------------------------------------------------------------------- preprocessing
+
+
+@pytest.mark.parametrize("name", ["iris", "diabetes", "doc003"])
+def test_preprocessing_holds_the_training_statistics(name):
+    d = data.load(name)
+    raw = data.load(name, standardize=False)  # the same split, unscaled
+    prep = d.preprocessing
+    np.testing.assert_array_equal(prep.inputs(raw.x_train), d.x_train)
+    np.testing.assert_array_equal(prep.inputs(raw.x_test), d.x_test)
+    if d.task == "regression":
+        assert prep.classes is None
+        np.testing.assert_allclose(prep.y_mean, raw.y_train.mean(axis=0), rtol=1e-6)
+        np.testing.assert_allclose(prep.outputs(d.y_test), raw.y_test, rtol=1e-5, atol=1e-4)
+    else:
+        assert prep.y_mean is None and prep.classes == d.classes
+        np.testing.assert_array_equal(prep.labels(d.y_test), np.asarray(d.classes)[d.y_test])
+
+
+def test_preprocessing_json_round_trip_is_exact():
+    for d in (data.load("diabetes"), data.load("iris")):
+        prep = d.preprocessing._replace(features=("a", "b"), target="y")
+        back = data.Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
+        for field, value in prep._asdict().items():
+            if isinstance(value, np.ndarray):
+                assert back._asdict()[field].dtype == value.dtype
+                np.testing.assert_array_equal(back._asdict()[field], value)
+            else:
+                assert back._asdict()[field] == value
+
+
+def test_csv_preprocessing_names_the_columns(tmp_path):
+    rows = [(i * 0.5, 10 - i, "cat" if i % 2 else "dog") for i in range(20)]
+    path = write_csv(tmp_path / "pets.csv", rows, "weight,age,kind")
+    d = data.load_table(path, target="kind")
+    assert d.preprocessing.features == ("weight", "age") and d.preprocessing.target == "kind"
+    assert d.preprocessing.classes == ("cat", "dog")
+
+
+@pytest.mark.parametrize(
+    "text, targets",
+    [
+        ("age,kind,weight,extra\n9,cat,1.5,x\n5,dog,2.5,y\n", ["cat", "dog"]),  # by name
+        ("1.5,9,cat\n2.5,5,dog\n", ["cat", "dog"]),  # by position, target last
+        ("1.5,9\n2.5,5\n", None),  # features only
+    ],
+)
+def test_read_features_finds_the_feature_columns(tmp_path, text, targets):
+    prep = data.Preprocessing(np.zeros(2), np.ones(2), features=("weight", "age"), target="kind")
+    path = tmp_path / "new.csv"
+    path.write_text(text)
+    x, y = data.read_features(path, prep)
+    np.testing.assert_array_equal(x, [[1.5, 9], [2.5, 5]])
+    assert (None if y is None else y.tolist()) == targets
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("weight,kind\n1.5,cat\n", "no column 'age'"),
+        ("1,2,3,4\n5,6,7,8\n", "expected 2 feature columns \\(or 3 with the target\\), got 4"),
+        ("weight,age\n1.5,\n", "column 'age' has an empty cell at line 2"),
+    ],
+)
+def test_read_features_errors(tmp_path, text, match):
+    prep = data.Preprocessing(np.zeros(2), np.ones(2), features=("weight", "age"), target="kind")
+    path = tmp_path / "new.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        data.read_features(path, prep)

@@ -28,6 +28,7 @@ SCRIPTS = {  # script: figures it must write
     ],
     "backprop_vs_autodiff": ["agreement.png", "time_ratio.png"],
     "edge_of_stability": ["sharpness.png"],
+    "sklearn_comparison": ["accuracy.png"],
 }
 
 
@@ -128,6 +129,14 @@ def test_edge_of_stability_runs_share_their_start(results):
         assert r["loss_last"] < r["loss_first"]  # even --quick's few steps lower the loss
     for net in cfg["nets"]:  # one initialization per network, shared by its step sizes
         assert len({r["loss_first"] for r in runs if r["net"] == net}) == 1
+
+
+def test_sklearn_comparison_scores_both_libraries(results):
+    data, _ = results["sklearn_comparison"]
+    for scores in data["sets"].values():
+        for lib in ("jmlp", "scikit-learn"):
+            assert len(scores[lib]["scores"]) == len(data["seeds"])
+            assert all(0 <= s <= 1 for s in scores[lib]["scores"])
 
 
 def test_digits_reads_small_idx_files(results):

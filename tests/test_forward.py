@@ -311,6 +311,119 @@ def test_integer_labels_single_column(out, loss, labels):
     )
 
 
+# --- defaults and targets as users write them ---------------------------------------------------
+@pytest.mark.parametrize(
+    "loss, output",
+    [
+        ("cross_entropy", "softmax"),
+        ("binary_cross_entropy", "sigmoid"),
+        ("mse", "identity"),
+        ("half_sse", "identity"),
+        ("mae", "identity"),
+        ("huber", "identity"),
+        ("hinge", "identity"),
+    ],
+)
+def test_output_activation_defaults_to_what_the_loss_needs(loss, output):
+    net = jmlp.MLP((2, 3, 2), "tanh", loss=loss)
+    assert net.output_activation == output
+    explicit = jmlp.MLP((2, 3, 2), "tanh", output, loss)
+    assert net == explicit and hash(net) == hash(explicit)
+
+
+def test_default_cross_entropy_is_softmax_cross_entropy_of_the_logits():
+    """PyTorch's habit: no output activation written, cross-entropy of raw outputs."""
+    net, params, x, _ = problem(activation="tanh", loss="cross_entropy")
+    labels = jnp.array([0, 1, 1, 0, 1, 0])
+    z = numpy_forward(params, x, net.hidden_activations, "identity")
+    log_softmax = z - np.log(np.sum(np.exp(z), axis=1, keepdims=True))
+    expected = -np.mean(log_softmax[np.arange(6), np.asarray(labels)])
+    np.testing.assert_allclose(jmlp.loss(net, params, x, labels), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "loss, output, advice",
+    [
+        ("cross_entropy", "identity", "output_activation='softmax'"),
+        ("cross_entropy", "tanh", "output_activation='softmax'"),
+        ("cross_entropy", "relu", "output_activation='softmax'"),
+        ("binary_cross_entropy", "identity", "output_activation='sigmoid'"),
+        ("binary_cross_entropy", "softplus", "output_activation='sigmoid'"),
+    ],
+)
+def test_log_loss_of_an_unbounded_output_is_refused(loss, output, advice):
+    with pytest.raises(ValueError, match=f"output_activation: loss='{loss}' takes the log") as err:
+        jmlp.MLP((2, 3, 2), "tanh", output, loss)
+    assert advice in str(err.value) and f"got '{output}'" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "loss, output", [("cross_entropy", "sigmoid"), ("binary_cross_entropy", "softmax")]
+)
+def test_log_loss_of_any_probability_output_is_accepted(loss, output):
+    assert jmlp.MLP((2, 3, 2), "tanh", output, loss).output_activation == output
+
+
+@pytest.mark.parametrize("loss", ["mse", "huber", "mae"])
+def test_1d_float_targets_of_a_one_output_net_equal_the_column(loss):
+    net, params, x, _ = problem(sizes=(3, 4, 1), loss=loss)
+    y = jnp.linspace(-1.0, 1.0, 6)
+    for fn in (jmlp.loss, jmlp.backprop):
+        for a, b in zip(
+            jax.tree.leaves(fn(net, params, x, y)), jax.tree.leaves(fn(net, params, x, y[:, None]))
+        ):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "out, loss, labels",
+    [
+        ("softmax", "cross_entropy", [0.0, 1.0, 1.0, 0.0, 1.0, 0.0]),
+        ("sigmoid", "binary_cross_entropy", [0.0, 1.0, 1.0, 0.0, 1.0, 0.0]),
+        ("tanh", "hinge", [-1.0, 1.0, 1.0, -1.0, 1.0, -1.0]),
+    ],
+)
+def test_whole_valued_float_labels_equal_integer_labels(out, loss, labels):
+    n_out = 2 if loss == "cross_entropy" else 1
+    net, params, x, _ = problem(sizes=(3, 4, n_out), output_activation=out, loss=loss)
+    floats = jnp.array(labels)
+    ints = floats.astype(jnp.int32)
+    np.testing.assert_array_equal(
+        jmlp.loss(net, params, x, floats), jmlp.loss(net, params, x, ints)
+    )
+    jitted = jax.jit(jmlp.loss, static_argnums=0)  # no value checks under jit; the same loss
+    np.testing.assert_array_equal(jitted(net, params, x, floats), jitted(net, params, x, ints))
+
+
+@pytest.mark.parametrize("bad", [0.5, np.nan])
+def test_fractional_float_labels_are_named(bad):
+    net, params, x, _ = problem(output_activation="softmax", loss="cross_entropy")
+    with pytest.raises(
+        ValueError, match="y: 1-D float labels for loss='cross_entropy' must be whole"
+    ):
+        jmlp.loss(net, params, x, jnp.array([0.0, 1.0, bad, 0.0, 1.0, 0.0]))
+
+
+@pytest.mark.parametrize(
+    "loss, shape, reason",
+    [
+        ("mse", (6,), "1-D targets fit a net with one output, this net has 2 (sizes[-1])"),
+        ("mse", (5, 2), "5 rows for the 6 examples of x"),
+        ("mse", (6, 3), "3 columns for 2 outputs (sizes[-1])"),
+        ("mse", (6, 2, 1), "3 axes, expected 2"),
+        (
+            "cross_entropy",
+            (6, 1),
+            "1 columns for 2 outputs (sizes[-1]); give class labels as a 1-D",
+        ),
+    ],
+)
+def test_target_shape_errors_say_what_is_wrong(loss, shape, reason):
+    net, params, x, _ = problem(loss=loss)
+    with pytest.raises(ValueError, match=re.escape(f"got {shape}: {reason}")):
+        jmlp.loss(net, params, x, jnp.zeros(shape))
+
+
 # --- reductions, weights, L2 -----------------------------------------------------------------
 @pytest.mark.parametrize("grad_fn", [jmlp.backprop, jmlp.autodiff])
 def test_sum_reduction_is_batch_times_mean(grad_fn):

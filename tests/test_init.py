@@ -2,6 +2,7 @@
 empirical spread against its formula, determinism, and argument errors."""
 
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -149,6 +150,19 @@ def test_layers_get_independent_draws():
 def test_bad_sizes_name_the_argument(sizes, error):
     with pytest.raises(error, match=r"sizes: expected .*got"):
         jmlp.init_params(jax.random.key(0), sizes)
+
+
+@pytest.mark.parametrize(
+    "key, got",
+    [
+        (0, "got int"),
+        (None, "got NoneType"),
+        (jax.random.split(jax.random.key(0), 2), "got an array (2,) of key<fry>"),
+    ],
+)
+def test_a_non_key_is_named(key, got):
+    with pytest.raises(TypeError, match=rf"key: expected one jax.random key.*{re.escape(got)}"):
+        jmlp.init_params(key, (3, 2))
 
 
 def test_numpy_integer_sizes_are_accepted():

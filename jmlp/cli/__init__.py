@@ -2,6 +2,8 @@
 
     jmlp train --data digits                        train on a built-in set, write a run folder
     jmlp train --data houses.csv --target price     train on your own CSV or NPZ file
+    jmlp train --resume RUN_FOLDER --epochs 200     continue a run
+    jmlp predict RUN_FOLDER new.csv                 apply a trained run to new raw data
     jmlp gradcheck --sizes 4,8,3 --activation tanh  hand-written vs autodiff vs finite differences
     jmlp bench --quick                              the benchmark (from a source checkout)
     jmlp draw                                       a local page to draw a digit on
@@ -19,10 +21,10 @@ import sys
 
 import jmlp
 from jmlp.cache import use_compilation_cache
-from jmlp.cli import bench, draw, gradcheck, train
+from jmlp.cli import bench, draw, gradcheck, predict, train
 from jmlp.cli.options import Parser, UsageError
 
-VERBS = (train, gradcheck, bench, draw)
+VERBS = (train, predict, gradcheck, bench, draw)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,7 @@ import argparse
 import jax
 import jax.numpy as jnp
 
-from jmlp.cli.options import OUTPUT_FOR_LOSS, int_list, names, non_negative, positive_int
+from jmlp.cli.options import int_list, names, non_negative, positive_int
 from jmlp.forward import MLP
 from jmlp.gradient_check import gradcheck
 from jmlp.init import init_params
@@ -104,8 +104,12 @@ def gradcheck_problem(net: MLP, batch: int, seed: int):
 
 def run(args: argparse.Namespace) -> int:
     """``jmlp gradcheck``: print the report; 0 if within the bounds, 1 if not."""
-    output = args.output_activation or OUTPUT_FOR_LOSS.get(args.loss, "identity")
-    net = MLP(args.sizes, activation=args.activation, output_activation=output, loss=args.loss)
+    net = MLP(
+        args.sizes,
+        activation=args.activation,
+        output_activation=args.output_activation,
+        loss=args.loss,
+    )
     params, x, y = gradcheck_problem(net, args.batch, args.seed)
     report = gradcheck(
         net,
@@ -121,7 +125,10 @@ def run(args: argparse.Namespace) -> int:
     bound_auto = bound_auto if args.autodiff_rtol is None else args.autodiff_rtol
     bound_fd = bound_fd if args.fd_rtol is None else args.fd_rtol
     ok = report.max_rel_autodiff <= bound_auto and report.max_rel_fd <= bound_fd
-    print(f"net: sizes {net.sizes}, activation {net.activation}, output {output}, loss {net.loss}")
+    print(
+        f"net: sizes {net.sizes}, activation {net.activation}, "
+        f"output {net.output_activation}, loss {net.loss}"
+    )
     print(report)
     print(
         f"{'PASS' if ok else 'FAIL'}: max relative error vs autodiff "

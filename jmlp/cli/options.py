@@ -3,9 +3,6 @@
 import argparse
 import re
 
-# Output activation that goes with each loss when --output-activation is not given.
-OUTPUT_FOR_LOSS = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
-
 
 class UsageError(Exception):
     """A bad command line (argparse's own errors), reported in one line with exit status 2."""
@@ -66,3 +63,11 @@ def fraction(text: str) -> float:
 def column(text: str) -> int | str:
     """A column index (``"3"``, ``"-1"``) or a column name."""
     return int(text) if re.fullmatch(r"-?\d+", text.strip()) else text
+
+
+def delimiter(text: str) -> str:
+    """One character; ``"tab"`` or ``"\\t"`` for a tab."""
+    text = "\t" if text in ("tab", "\\t") else text
+    if len(text) != 1:
+        raise argparse.ArgumentTypeError(f"expected one character or 'tab', got {text!r}")
+    return text

@@ -2,12 +2,15 @@
 
 A training run is configured by, in order of precedence: the command line, ``--config FILE``
 (the ``config.json`` of an earlier run), the preset of the built-in data set (``PRESETS``), and
-``DEFAULTS``. The resolved configuration is written to the run folder with the metrics.
+``DEFAULTS``. The resolved configuration is written to the run folder with the metrics, the
+preprocessing and the checkpoint (the layout: ``jmlp.runs``). ``--resume RUN_FOLDER`` continues
+a run with its own configuration, to a larger ``--epochs``.
 """
 
 import argparse
 import csv
 import json
+import re
 import time
 from functools import partial
 from pathlib import Path
@@ -20,19 +23,20 @@ import numpy as np
 from jmlp import data, optim
 from jmlp.checkpoint import save_checkpoint
 from jmlp.cli.options import (
-    OUTPUT_FOR_LOSS,
     UsageError,
     column,
+    delimiter,
     fraction,
     int_list,
     names,
     non_negative,
     positive_int,
 )
-from jmlp.forward import MLP, loss
+from jmlp.forward import MLP, forward, loss
 from jmlp.init import init_params
 from jmlp.losses import CLASSIFICATION, LOSSES
-from jmlp.metrics import accuracy, predict, r2_score
+from jmlp.metrics import r2_score
+from jmlp.runs import class_codes, run_metadata
 from jmlp.train import fit
 
 OPTIMIZERS = {
@@ -47,10 +51,11 @@ GRADIENTS = ("backprop", "autodiff")
 TASKS = ("auto", "classification", "regression")
 DEFAULTS: dict[str, Any] = {
     "target": -1,
+    "delimiter": None,  # tab for .tsv files, else comma
     "task": "auto",
     "hidden": (64, 64),
     "activation": "relu",
-    "output_activation": None,  # from the loss (OUTPUT_FOR_LOSS, else identity)
+    "output_activation": None,  # what the loss needs (jmlp.MLP's default)
     "loss": None,  # cross_entropy for classification, mse for regression
     "optimizer": "adam",
     "lr": 1e-3,
@@ -82,12 +87,16 @@ TRAIN_EPILOG = """examples:
   jmlp train --data iris --hidden 16 --epochs 200 --optimizer sgd --lr 0.1
   jmlp train --data spirals --activation tanh --patience 30 --out runs/spirals
   jmlp train --data houses.csv --target price --task regression
+  jmlp train --data iris --loss mse --output-activation sigmoid   # one-hot targets
   jmlp train --data mnist:data/mnist               # the four MNIST IDX files in data/mnist
   jmlp train --config runs/digits-20250101-120000/config.json --seed 1
+  jmlp train --resume runs/digits-20250101-120000 --epochs 60    # 30 more epochs
 
 built-in data sets: {datasets}; mnist:DIR reads MNIST's IDX files (its own test set, pixels/255)
-The run folder (--out) gets config.json, metrics.csv (one row per epoch), checkpoint.npz
-(jmlp.load_checkpoint), loss.png and, for classifiers, confusion.png (test set).
+The run folder (--out) gets config.json, preprocessing.json (feature means and scales, target
+scale, class names), metrics.csv (one row per epoch), checkpoint.npz (the trained model:
+jmlp.load_run), last.npz (the training state after the last epoch, which --resume continues),
+loss.png and, for classifiers, confusion.png (test set). jmlp predict applies it to new data.
 Unset options come from --config, then the data set's preset, then the defaults."""
 
 
@@ -112,10 +121,22 @@ def add_parser(sub) -> None:
         help="config.json of an earlier run: its settings become defaults",
     )
     a(
+        "--resume",
+        type=Path,
+        metavar="RUN_FOLDER",
+        help="continue that run up to --epochs (bitwise as if never stopped); the folder is updated",
+    )
+    a(
         "--target",
         type=column,
         metavar="COL",
         help="target column of a CSV: index or name (default -1: last)",
+    )
+    a(
+        "--delimiter",
+        type=delimiter,
+        metavar="CHAR",
+        help="CSV cell separator, e.g. ';' or tab (default: tab for .tsv, else ',')",
     )
     a("--task", choices=TASKS, help="classification, regression or auto (default: inferred)")
     a(
@@ -135,7 +156,12 @@ def add_parser(sub) -> None:
         metavar="NAME",
         help="default: softmax (cross_entropy), sigmoid (binary_cross_entropy), else identity",
     )
-    a("--loss", choices=sorted(LOSSES), help="default: cross_entropy (classes) or mse (regression)")
+    a(
+        "--loss",
+        choices=sorted(LOSSES),
+        help="default: cross_entropy (classes) or mse (regression); a regression loss on "
+        "classes trains on one-hot rows",
+    )
     a("--optimizer", choices=list(OPTIMIZERS), help="default adam")
     a("--lr", type=non_negative, metavar="ETA", help="learning rate (default 1e-3 or preset)")
     a(
@@ -202,13 +228,20 @@ def read_config(path: Path) -> dict[str, Any]:
 
 
 def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
-    """Each setting from the command line, else ``--config``, else the preset, else DEFAULTS."""
+    """Each setting from the command line, else ``--config``, else the preset, else DEFAULTS.
+    ``--resume FOLDER`` is ``--config FOLDER/config.json`` where only ``--epochs`` may change."""
+    if args.resume is not None:
+        _check_resume_options(args)
+        args = argparse.Namespace(**{**vars(args), "config": args.resume / "config.json"})
     saved = {} if args.config is None else read_config(args.config)
     name = args.data if args.data is not None else saved.get("data")
     if name is None:
         raise UsageError("train: --data is required (or --config FILE)")
-    if _built_in(name) and args.target is not None:
-        raise ValueError(f"--target: applies to a CSV/NPZ file, not the built-in set {name!r}")
+    for option in ("target", "delimiter"):
+        if _built_in(name) and getattr(args, option) is not None:
+            raise ValueError(
+                f"--{option}: applies to a CSV/NPZ file, not the built-in set {name!r}"
+            )
     preset = PRESETS.get("mnist" if name.startswith(MNIST) else name, {})
     cfg = {"data": name}
     for key in DEFAULTS:
@@ -222,6 +255,18 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def _built_in(name: str) -> bool:
     return name in data.DATASETS or name.startswith(MNIST)
+
+
+def _check_resume_options(args: argparse.Namespace) -> None:
+    given = [key for key in (*DEFAULTS, "data", "config", "out") if getattr(args, key) is not None]
+    given = [f"--{key.replace('_', '-')}" for key in given if key != "epochs"]
+    if given:
+        raise UsageError(
+            f"train: --resume continues a run with its own settings; only --epochs may change, "
+            f"got {', '.join(given)}"
+        )
+    if not (args.resume / "config.json").is_file():
+        raise FileNotFoundError(f"--resume: {args.resume} is not a run folder (no config.json)")
 
 
 def load_data(cfg: dict[str, Any]) -> data.Dataset:
@@ -248,13 +293,13 @@ def load_data(cfg: dict[str, Any]) -> data.Dataset:
     if path.suffix.lower() == ".npz" and not is_zipfile(path):
         raise ValueError(f"--data: {name} is not an NPZ archive (numpy.savez)")
     task = None if cfg["task"] == "auto" else cfg["task"]
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    cfg["delimiter"] = cfg["delimiter"] or ("\t" if path.suffix.lower() == ".tsv" else ",")
     try:
         return data.load_table(
             path,
             target=cfg["target"],
             task=task,
-            delimiter=delimiter,
+            delimiter=cfg["delimiter"],
             test_size=test,
             seed=cfg["seed"],
         )
@@ -264,19 +309,20 @@ def load_data(cfg: dict[str, Any]) -> data.Dataset:
 
 
 def build_net(cfg: dict[str, Any], ds: data.Dataset) -> MLP:
-    """The MLP for the data: loss and output activation from the task when not given."""
+    """The MLP for the data: loss and output activation from the task when not given. A
+    regression loss on classes (document 000's sigmoid + MSE) trains on one-hot rows."""
     classes = ds.task == "classification"
     name = cfg["loss"] or ("cross_entropy" if classes else "mse")
-    if classes != (name in CLASSIFICATION):
-        kind = "a classification" if classes else "a regression"
-        raise ValueError(f"--loss {name}: the data is {ds.task}; it needs {kind} loss")
-    if name != "cross_entropy" and classes and ds.n_classes != 2:
+    if not classes and name in CLASSIFICATION:
+        raise ValueError(f"--loss {name}: a classification loss; the data is regression")
+    single = name in ("binary_cross_entropy", "hinge")
+    if single and ds.n_classes != 2:
         raise ValueError(f"--loss {name}: needs 2 classes, the data has {ds.n_classes}")
-    n_out = ds.n_classes if name == "cross_entropy" else (1 if classes else ds.y_train.shape[1])
-    output = cfg["output_activation"] or OUTPUT_FOR_LOSS.get(name, "identity")
-    cfg.update(loss=name, output_activation=output)
+    n_out = (1 if single else ds.n_classes) if classes else ds.y_train.shape[1]
     sizes = (ds.x_train.shape[1], *cfg["hidden"], n_out)
-    return MLP(sizes, activation=cfg["activation"], output_activation=output, loss=name)
+    net = MLP(sizes, cfg["activation"], cfg["output_activation"], name)
+    cfg.update(loss=name, output_activation=net.output_activation)
+    return net
 
 
 def make_optimizer(cfg: dict[str, Any]):
@@ -288,9 +334,12 @@ def make_optimizer(cfg: dict[str, Any]):
     return OPTIMIZERS[cfg["optimizer"]](cfg["lr"])
 
 
-def _labels(net: MLP, y: np.ndarray) -> np.ndarray:
-    """Class codes 0..k-1 as the loss wants them: {-1, +1} for hinge, as they are otherwise."""
-    return 2 * y - 1 if net.loss == "hinge" else y
+def _targets(net: MLP, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Class codes 0..k-1 as the loss wants them: {-1, +1} for hinge, one-hot rows for a
+    regression loss, as they are otherwise (and regression targets as they are)."""
+    if n_classes == 0 or net.loss in ("cross_entropy", "binary_cross_entropy"):
+        return y
+    return 2 * y - 1 if net.loss == "hinge" else data.one_hot(y, n_classes)
 
 
 # ----------------------------------------------------------------------------- train: run
@@ -305,22 +354,42 @@ def _split(cfg: dict[str, Any], ds: data.Dataset) -> dict[str, tuple[np.ndarray,
     return {"train": (x, y), "validation": (x_val, y_val), "test": (ds.x_test, ds.y_test)}
 
 
-def run_training(cfg: dict[str, Any], net: MLP, parts: dict, progress: bool) -> dict[str, Any]:
-    """Fit; returns the FitResult, the per-epoch wall times and the fit's seconds."""
+def _earlier_seconds(out: Path, resume: bool) -> list[float]:
+    """The per-epoch times of the run being resumed (its metrics.csv), or none."""
+    if not resume:
+        return []
+    with (out / "metrics.csv").open(newline="") as f:
+        return [float(row["seconds"]) for row in csv.DictReader(f)]
+
+
+def run_training(
+    cfg: dict[str, Any], net: MLP, parts: dict, n_classes: int, out: Path, options: dict
+) -> dict[str, Any]:
+    """Fit (or, ``options["resume"]``, continue the run in ``out``); returns the FitResult,
+    the per-epoch wall times, the fit's seconds and key. fit keeps its own training state in
+    last.npz (the last epoch's, and with early stopping the best epoch's too): what --resume
+    continues, bitwise as if the run had never stopped."""
     key_init, key_fit = jax.random.split(jax.random.key(cfg["seed"]))
     params = init_params(key_init, net.sizes)
     x, y = parts["train"]
     cfg["batch_size"] = min(cfg["batch_size"], len(x))
     validation = parts.get("validation")
     if validation is not None:
-        validation = (validation[0], _labels(net, validation[1]))
-    start, seconds = time.perf_counter(), []
+        validation = (validation[0], _targets(net, validation[1], n_classes))
+    resume = options["resume"]
+    seconds = _earlier_seconds(out, resume)
+    if resume and cfg["epochs"] <= len(seconds):
+        raise UsageError(
+            f"train: --epochs {cfg['epochs']}: the run has done {len(seconds)} epochs already; "
+            "give more to continue it"
+        )
+    start, offset = time.perf_counter(), seconds[-1] if seconds else 0.0
     result = fit(
         net,
         params,
         make_optimizer(cfg),
         x,
-        _labels(net, y),
+        _targets(net, y, n_classes),
         epochs=cfg["epochs"],
         batch_size=cfg["batch_size"],
         key=key_fit,
@@ -328,8 +397,10 @@ def run_training(cfg: dict[str, Any], net: MLP, parts: dict, progress: bool) -> 
         l2=cfg["l2"],
         gradient=cfg["gradient"],
         patience=cfg["patience"] or None,
-        progress=progress,
-        callback=lambda epoch, p, h: seconds.append(time.perf_counter() - start),
+        progress=options["progress"],
+        callback=lambda epoch, p, h: seconds.append(offset + time.perf_counter() - start),
+        checkpoint_path=out / "last.npz",
+        resume=resume,
     )
     return {
         "result": result,
@@ -340,29 +411,42 @@ def run_training(cfg: dict[str, Any], net: MLP, parts: dict, progress: bool) -> 
 
 
 @partial(jax.jit, static_argnums=0)
-def _loss_and_score(net: MLP, params, x, y) -> tuple[jax.Array, jax.Array]:
-    """Loss (without L2) and accuracy (classifiers) or R^2, as one compiled call."""
-    score = accuracy if net.loss in CLASSIFICATION else r2_score
-    return loss(net, params, x, y), score(net, params, x, y)
+def _loss_outputs_r2(net: MLP, params, x, t) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Loss (without L2), the outputs and R^2 of a part, as one compiled call."""
+    return loss(net, params, x, t), forward(net, params, x), r2_score(net, params, x, t)
 
 
-def evaluate(net: MLP, params, parts: dict) -> dict[str, dict[str, float]]:
+def evaluate(net: MLP, params, parts: dict, n_classes: int) -> dict[str, dict[str, float]]:
     """``{part: {"loss", "score"}}``: loss (without L2) and accuracy or R^2 of each part."""
     scores = {}
     for part, (x, y) in parts.items():
-        value, score = _loss_and_score(net, params, x, _labels(net, y))
+        value, out, r2 = _loss_outputs_r2(net, params, x, _targets(net, y, n_classes))
+        score = np.mean(class_codes(net, np.asarray(out)) == y) if n_classes else r2
         scores[part] = {"loss": float(value), "score": float(score)}
     return scores
 
 
-def format_table(net: MLP, scores: dict, run: dict[str, Any], out: Path) -> str:
+def _epochs_line(result, max_epochs: int) -> str:
+    """``epochs 30 of 30``, and why it stopped when that is not the epoch limit."""
+    reason = re.sub(r"^max epochs \(\d+\)(; )?", "", result.stopped)
+    return f"epochs      {result.epochs_run} of {max_epochs}" + (f" ({reason})" if reason else "")
+
+
+def format_table(scores: dict, run: dict, cfg: dict, ds: data.Dataset, out: Path) -> str:
     """The final table: loss and accuracy (or R^2) per part, then epochs, time and folder."""
-    score = "accuracy" if net.loss in CLASSIFICATION else "R^2"
+    score = "accuracy" if ds.task == "classification" else "R^2"
     lines = [f"{'':<12}{'loss':>10}{score:>10}"]
     for part, s in scores.items():
         lines.append(f"{part:<12}{s['loss']:>10.4f}{s['score']:>10.4f}")
-    result = run["result"]
-    lines.append(f"epochs      {result.epochs_run} ({result.stopped})")
+    prep = ds.preprocessing
+    if prep.y_mean is not None and np.any(prep.y_scale != 1):
+        where = (
+            f"(y - {prep.y_mean[0]:.6g}) / {prep.y_scale[0]:.6g}"
+            if prep.y_mean.size == 1
+            else "(y - mean) / scale, per column (preprocessing.json)"
+        )
+        lines.append(f"units       loss of the standardized target {where}")
+    lines.append(_epochs_line(run["result"], cfg["epochs"]))
     lines.append(f"time        {run['time']:.1f} s (training, compilation included)")
     lines.append(f"run folder  {out}")
     return "\n".join(lines)
@@ -381,8 +465,9 @@ def write_metrics(path: Path, history: dict[str, list[float]], seconds: list[flo
             writer.writerow([i + 1, *(repr(history[n][i]) for n in names), f"{t:.4f}"])
 
 
-def write_checkpoint(path: Path, cfg: dict, run: dict[str, Any]) -> None:
-    """checkpoint.npz: the final params and optimizer state, the key, config and history."""
+def write_checkpoint(path: Path, cfg: dict, net: MLP, ds: data.Dataset, run: dict) -> None:
+    """checkpoint.npz: the final params and optimizer state, the key; as metadata the net spec,
+    the preprocessing, the config and the history (a self-contained run: jmlp.load_run)."""
     result = run["result"]
     save_checkpoint(
         path,
@@ -390,7 +475,7 @@ def write_checkpoint(path: Path, cfg: dict, run: dict[str, Any]) -> None:
         opt_state=result.opt_state,
         epoch=result.epochs_run,
         key=run["key"],
-        metadata={"config": cfg, "history": result.history},
+        metadata=run_metadata(net, ds.preprocessing, config=cfg, history=result.history),
     )
 
 
@@ -410,7 +495,15 @@ def _pyplot():
     return plt
 
 
-def plot_loss(path: Path, history: dict[str, list[float]]) -> None:
+CURVE_LABELS = {
+    "loss": "training loss",
+    "val_loss": "validation loss",
+    "val_accuracy": "validation accuracy",
+    "val_r2": "validation R^2",
+}
+
+
+def loss_figure(history: dict[str, list[float]]):
     """loss.png: training (and validation) loss per epoch, log scale; validation score beside."""
     plt = _pyplot()
     extra = [k for k in history if k in ("val_accuracy", "val_r2")]
@@ -418,66 +511,87 @@ def plot_loss(path: Path, history: dict[str, list[float]]) -> None:
     epochs = np.arange(1, len(history["loss"]) + 1)
     for name in ("loss", "val_loss"):
         if name in history:
-            axes[0, 0].plot(epochs, history[name], label=name.replace("val_", "validation "))
+            axes[0, 0].plot(epochs, history[name], label=CURVE_LABELS[name])
     axes[0, 0].set(xlabel="epoch", ylabel="loss", yscale="log")
     axes[0, 0].legend()
     for ax, name in zip(axes[0, 1:], extra):
         ax.plot(epochs, history[name], color="C1")
-        ax.set(xlabel="epoch", ylabel=name.replace("val_", "validation "))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        ax.set(xlabel="epoch", ylabel=CURVE_LABELS[name])
+    return fig
 
 
-def plot_confusion(path: Path, counts: np.ndarray, classes: tuple | None) -> None:
-    """confusion.png: the test set's confusion matrix with the counts written in."""
+def confusion_figure(counts: np.ndarray, classes: tuple | None):
+    """confusion.png: the test set's confusion matrix, counts written in, accuracy on top."""
     plt = _pyplot()
     k = len(counts)
     names = [str(c) for c in (classes or range(k))]
-    fig, ax = plt.subplots(figsize=(2 + 0.45 * k, 1.6 + 0.45 * k))
+    fig, ax = plt.subplots(figsize=(2.5 + 0.45 * k, 1.6 + 0.45 * k))
     ax.imshow(counts, cmap="Blues")
     for (i, j), c in np.ndenumerate(counts):
         color = "white" if c > counts.max() / 2 else "black"
         ax.text(j, i, str(c), ha="center", va="center", color=color, fontsize=8)
-    ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true", title="test set")
+    correct, total = int(np.trace(counts)), int(counts.sum())
+    title = f"test set: accuracy {correct / total:.4f}\n({correct} of {total})"
+    ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true", title=title)
     ax.set_xticklabels(names, rotation=45 if max(map(len, names)) > 2 else 0)
     ax.set_yticklabels(names)
+    return fig
+
+
+def save_figure(fig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _pyplot().close(fig)
 
 
 def write_run(out: Path, cfg: dict, net: MLP, ds: data.Dataset, parts: dict, run: dict) -> None:
-    """config.json, metrics.csv, checkpoint.npz, loss.png and (classifiers) confusion.png."""
+    """config.json, preprocessing.json, metrics.csv, checkpoint.npz, loss.png and
+    (classifiers) confusion.png."""
     (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    (out / "preprocessing.json").write_text(json.dumps(ds.preprocessing.to_dict(), indent=1) + "\n")
     result = run["result"]
     write_metrics(out / "metrics.csv", result.history, run["seconds"])
-    write_checkpoint(out / "checkpoint.npz", cfg, run)
-    plot_loss(out / "loss.png", result.history)
-    if net.loss in CLASSIFICATION:
+    write_checkpoint(out / "checkpoint.npz", cfg, net, ds, run)
+    save_figure(loss_figure(result.history), out / "loss.png")
+    if ds.task == "classification":
         x, y = parts["test"]
-        predicted = np.asarray(jax.jit(predict, static_argnums=0)(net, result.params, x))
-        predicted = (predicted + 1) // 2 if net.loss == "hinge" else predicted
-        plot_confusion(
-            out / "confusion.png", confusion_matrix(y, predicted, ds.n_classes), ds.classes
+        outputs = _loss_outputs_r2(net, result.params, x, _targets(net, y, ds.n_classes))[1]
+        predicted = class_codes(net, np.asarray(outputs))
+        counts = confusion_matrix(y, predicted, ds.n_classes)
+        save_figure(confusion_figure(counts, ds.classes), out / "confusion.png")
+
+
+def _check_same_data(out: Path, ds: data.Dataset) -> None:
+    """A resumed run must see the data it was trained on: the same preprocessing."""
+    saved = json.loads((out / "preprocessing.json").read_text())
+    if saved != json.loads(json.dumps(ds.preprocessing.to_dict())):
+        raise ValueError(
+            f"--resume: the data differ from those {out} was trained on (their preprocessing "
+            f"does not match {out / 'preprocessing.json'})"
         )
 
 
 def run(args: argparse.Namespace) -> int:
-    """``jmlp train``: load, fit, print the table, write the run folder."""
+    """``jmlp train``: load, fit (or continue), print the table, write the run folder."""
     cfg = resolve_config(args)
     ds = load_data(cfg)
     net = build_net(cfg, ds)
     parts = _split(cfg, ds)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    stem = "mnist" if cfg["data"].startswith(MNIST) else Path(cfg["data"]).stem
-    out = args.out or Path("runs") / f"{stem}-{stamp}"
+    resume = args.resume is not None
+    if resume:
+        out = args.resume
+        _check_same_data(out, ds)
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        stem = "mnist" if cfg["data"].startswith(MNIST) else Path(cfg["data"]).stem
+        out = args.out or Path("runs") / f"{stem}-{stamp}"
     cfg.update(out=str(out), task=ds.task, sizes=list(net.sizes), n_classes=ds.n_classes)
     cfg.update(classes=None if ds.classes is None else list(ds.classes))
     cfg["target"] = None if _built_in(cfg["data"]) else cfg["target"]
     out.mkdir(parents=True, exist_ok=True)  # fail before training if it cannot be made
-    run = run_training(cfg, net, parts, progress=not (args.no_progress or args.quiet))
+    options = {"resume": resume, "progress": not (args.no_progress or args.quiet)}
+    run = run_training(cfg, net, parts, ds.n_classes, out, options)
     write_run(out, cfg, net, ds, parts, run)
-    scores = evaluate(net, run["result"].params, parts)
-    print(out if args.quiet else format_table(net, scores, run, out))
+    scores = evaluate(net, run["result"].params, parts, ds.n_classes)
+    print(out if args.quiet else format_table(scores, run, cfg, ds, out))
     return 0
