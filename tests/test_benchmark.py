@@ -21,5 +21,12 @@ def test_benchmark_quick_writes_every_part(tmp_path):
     assert results["fit_vs_plain"][0]["speedup"] > 0
     methods = {r["method"] for r in results["ensemble"]}
     assert {"jmlp.fit, one model", "fit_many", "plain jax.vmap of the run"} <= methods
-    assert results["per_example"][0]["relative"] == 1.0
+    # part 5: every method on both nets, each ratio over the batch gradient of the same net
+    rows = results["per_example"]
+    nets = {r["net"] for r in rows}
+    base = {r["net"]: r["seconds"] for r in rows if r["method"] == "batch gradient (backprop)"}
+    assert len(nets) == 2 and set(base) == nets and len(rows) == 2 * len(rows) // len(nets)
+    assert {r["method"] for r in rows} >= {"per_example_grads", "per_example_grad_norms"}
+    for r in rows:
+        assert r["seconds"] > 0 and r["relative"] == r["seconds"] / base[r["net"]]
     assert "4. ensembles" in proc.stdout
