@@ -197,7 +197,7 @@ def test_public_functions_return_the_params_dtype(problem):
             np.testing.assert_array_equal(u, v, err_msg=name)
 
 
-@pytest.mark.parametrize("dtype", PARAM_DTYPES)
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])  # float64 params: nothing to narrow
 def test_fit_and_fit_many_keep_the_params_dtype(dtype):
     net = jmlp.MLP(SIZES, "tanh", "softmax", "cross_entropy")
     rng = np.random.default_rng(0)
