@@ -24,7 +24,7 @@ from test_backprop import BATCH, DEPTHS, HIDDEN, PAIRS
 import jmlp
 from jmlp.losses import CLASSIFICATION
 
-SETTINGS = settings(max_examples=20, deadline=None, derandomize=True, database=None)
+SETTINGS = settings(max_examples=15, deadline=None, derandomize=True, database=None)
 
 
 def targets(key, net: jmlp.MLP, batch: int, dtype):
@@ -146,7 +146,7 @@ def dtype_problems(draw):
     return dtype, (hidden, output, loss), number, x_dtype, weights_dtype, scale_dtype
 
 
-@settings(SETTINGS, max_examples=10)
+@settings(SETTINGS, max_examples=8)
 @given(dtype_problems())
 def test_public_functions_return_the_params_dtype(problem):
     dtype, (hidden, output, loss), number, x_dtype, weights_dtype, scale_dtype = problem
