@@ -16,6 +16,14 @@ Jacobian-vector product: ``R{h} = vjp(z, h, R{z})``.
 At a kink the derivative is the one ``jax.grad`` of ``fn`` gives, because ``fn`` is written with
 ``jnp.where(z > 0, ...)``: relu'(0) = 0, leaky_relu'(0) = slope, elu'(0) = alpha; and the second
 derivative is autodiff's of the same form: relu''(0) = leaky_relu''(0) = 0, elu''(0) = alpha.
+
+Accuracy: every function and derivative is written so that it keeps full relative precision in any
+floating dtype (float32, bfloat16, ...) wherever its value is a normal number, including the
+tails, where the textbook forms cancel: sigma'(z) is sigma(z) sigma(-z), not h (1 - h);
+tanh'(z) is 4 e / (1 + e)^2 with e = e^(-2|z|), not 1 - h^2; 1 + tanh(u) is 2 sigma(2u). Where
+a value is e^(-p(z)) for a polynomial p (the GELUs' tails), the rounding of p(z) bounds it: a few
+ulps times the function's condition number |z f'(z) / f(z)|, as for any formula evaluated in the
+same dtype. Results keep the dtype of ``z``; options are Python floats.
 """
 
 from collections.abc import Callable
@@ -24,7 +32,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import erf
+from jax.scipy.special import erfc
 
 Array = jax.Array
 
@@ -49,12 +57,16 @@ def identity_deriv2(z: Array, h: Array) -> Array:
 
 
 def sigmoid(z: Array) -> Array:
-    """1 / (1 + e^-z), written as (1 + tanh(z/2)) / 2 so no exp overflows for large |z|."""
-    return 0.5 * (jnp.tanh(0.5 * z) + 1)
+    """sigma(z) = 1 / (1 + e^-z), as e^z / (1 + e^z) for z < 0: no exp overflows, and the tail
+    z << 0 keeps full relative precision (the form (1 + tanh(z/2)) / 2 gives 0 there)."""
+    e = jnp.exp(-jnp.abs(z))
+    return jnp.where(z >= 0, 1, e) / (1 + e)
 
 
 def sigmoid_deriv(z: Array, h: Array) -> Array:
-    return h * (1 - h)
+    """sigma(z) sigma(-z) = e / (1 + e)^2, e = e^-|z| (h (1 - h) cancels to 0 for z >> 0)."""
+    e = jnp.exp(-jnp.abs(z))
+    return e / (1 + e) ** 2
 
 
 def sigmoid_deriv2(z: Array, h: Array) -> Array:
@@ -66,7 +78,9 @@ def tanh(z: Array) -> Array:
 
 
 def tanh_deriv(z: Array, h: Array) -> Array:
-    return 1 - h * h
+    """1 - h^2 = 1 / cosh^2 z = 4 e / (1 + e)^2, e = e^(-2|z|) (1 - h^2 cancels for large |z|)."""
+    e = jnp.exp(-2 * jnp.abs(z))
+    return 4 * e / (1 + e) ** 2
 
 
 def tanh_deriv2(z: Array, h: Array) -> Array:
@@ -117,24 +131,36 @@ def elu(z: Array, alpha: float = 1.0) -> Array:
 
 
 def elu_deriv(z: Array, h: Array, alpha: float = 1.0) -> Array:
-    return jnp.where(z > 0, jnp.ones_like(z), h + alpha)
+    """1 for z > 0, alpha e^z otherwise (h + alpha cancels for z << 0)."""
+    return jnp.where(z > 0, jnp.ones_like(z), alpha * jnp.exp(jnp.where(z > 0, 0, z)))
 
 
 def elu_deriv2(z: Array, h: Array, alpha: float = 1.0) -> Array:
     return jnp.where(z > 0, jnp.zeros_like(z), h + alpha)
 
 
-_GELU_C = 0.7978845608028654  # sqrt(2 / pi)
+_GELU_C, _GELU_A = 0.7978845608028654, 0.044715  # sqrt(2 / pi), the cubic coefficient
 
 
 def gelu(z: Array) -> Array:
-    """GELU, tanh approximation: z/2 (1 + tanh(c (z + 0.044715 z^3))), c = sqrt(2/pi)."""
-    return 0.5 * z * (1 + jnp.tanh(_GELU_C * (z + 0.044715 * z**3)))
+    """GELU, tanh approximation: z/2 (1 + tanh u) = z sigma(2u), u = c (z + 0.044715 z^3),
+    c = sqrt(2/pi) (the sigma form keeps the tail z << 0, where 1 + tanh u cancels)."""
+    return z * sigmoid(2 * _GELU_C * (z + _GELU_A * z**3))
 
 
 def gelu_deriv(z: Array, h: Array) -> Array:
-    t = jnp.tanh(_GELU_C * (z + 0.044715 * z**3))
-    return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * _GELU_C * (1 + 3 * 0.044715 * z * z)
+    """sigma(2u) + z sigma'(2u) 2u' = sigma(2u) (1 + 2 z u' sigma(-2u)), u' = c (1 + 3a z^2)."""
+    u2 = 2 * _GELU_C * (z + _GELU_A * z**3)
+    du2 = 2 * _GELU_C * (1 + 3 * _GELU_A * z * z)
+    return sigmoid(u2) * (1 + z * du2 * sigmoid(-u2))
+
+
+_SQRT_HALF, _INV_SQRT_2PI = 0.7071067811865476, 0.3989422804014327  # 1/sqrt 2, 1/sqrt(2 pi)
+
+
+def _normal_cdf(z: Array) -> Array:
+    """Phi(z) = erfc(-z / sqrt 2) / 2 (1 + erf(z / sqrt 2) would cancel for z << 0)."""
+    return 0.5 * erfc(-_SQRT_HALF * z)
 
 
 def gelu_deriv2(z: Array, h: Array) -> Array:
@@ -145,13 +171,13 @@ def gelu_deriv2(z: Array, h: Array) -> Array:
 
 
 def gelu_exact(z: Array) -> Array:
-    """GELU, exact: z Phi(z) = z/2 (1 + erf(z / sqrt 2))."""
-    return 0.5 * z * (1 + erf(z / jnp.sqrt(2.0).astype(z.dtype)))
+    """GELU, exact: z Phi(z), Phi the standard normal cdf."""
+    return z * _normal_cdf(z)
 
 
 def gelu_exact_deriv(z: Array, h: Array) -> Array:
-    phi = jnp.exp(-0.5 * z * z) / jnp.sqrt(2 * jnp.pi).astype(z.dtype)
-    return 0.5 * (1 + erf(z / jnp.sqrt(2.0).astype(z.dtype))) + z * phi
+    """Phi(z) + z phi(z), phi(z) = e^(-z^2/2) / sqrt(2 pi)."""
+    return _normal_cdf(z) + z * _INV_SQRT_2PI * jnp.exp(-0.5 * z * z)
 
 
 def gelu_exact_deriv2(z: Array, h: Array) -> Array:
@@ -220,9 +246,6 @@ def get_activation(name: str, param: float | None = None) -> Activation:
     if name == "softmax":
         return Activation(fn, None, softmax_vjp)
     if name in PARAMETER and param is not None:
-        fn, deriv = (
-            partial(fn, **{PARAMETER[name]: param}),
-            partial(deriv, **{PARAMETER[name]: param}),
-        )
-        deriv2 = partial(deriv2, **{PARAMETER[name]: param})
+        option = {PARAMETER[name]: float(param)}  # a Python float keeps z's dtype
+        fn, deriv, deriv2 = (partial(f, **option) for f in (fn, deriv, deriv2))
     return _elementwise(fn, deriv, deriv2)

@@ -4,8 +4,9 @@ With ``delta^l = dL/dz^l`` (shape ``(B, n_l)``) and ``s_n`` the batch weights (1
 
 - output layer: ``delta^L_n = s_n * g_n J_sigma(z^L_n)``, ``g = dl/dh^L`` from the loss table
   (element-wise: ``g * sigma'(z)``; softmax: ``s * (g - <g, s>)``), or the fused form
-  ``delta^L_n = s_n (h^L_n - t_n)`` for softmax + cross-entropy, sigmoid + binary cross-entropy,
-  identity + half_sse;
+  ``delta^L_n = s_n dl/dz^L_n`` of ``jmlp.losses.FUSED``: ``s_n (h^L_n - t_n)`` for softmax +
+  cross-entropy, sigmoid + binary cross-entropy, identity + half_sse, and the closed forms of
+  sigmoid + cross-entropy and softmax + binary cross-entropy;
 - hidden layers: ``delta^{l-1} = (delta^l W^l^T) * sigma'_{l-1}(z^{l-1})``;
 - gradients: ``dL/dW^l = h^{l-1}^T delta^l``, ``dL/db^l = sum_n delta^l_n``, plus ``l2 W^l``.
 
@@ -101,6 +102,7 @@ def with_l2(value: Array, grads: Params, params: Params, l2) -> tuple[Array, Par
 
 def _forward_backward(net, params, x, y, l2, weights):
     xb = as_inputs(net, params, x)
+    l2 = jnp.asarray(l2, xb.dtype)  # the params' dtype, whatever the type of l2
     t = as_targets(net, y, jnp.shape(x), xb.dtype)
     scale = example_scale(net, xb.shape[0], weights, xb.dtype)
     value, grads, deltas = delta_rule(net, params, xb, t, scale, batch_major(net))

@@ -78,6 +78,8 @@ class MLP:
         _check_name("output_activation", self.output_activation, ACTIVATIONS)
         _check_log_loss_output(self.loss, self.output_activation)
         _check_name("reduction", self.reduction, REDUCTIONS)
+        for option in ("leaky_relu_slope", "elu_alpha", "huber_delta"):
+            object.__setattr__(self, option, _as_float(option, getattr(self, option)))
         if self.precision is not None:
             _check_name("precision", self.precision, PRECISIONS)
         if self.compute_dtype is not None:
@@ -111,6 +113,17 @@ class MLP:
     def fused(self) -> FusedLoss | None:
         """The fused (output activation, loss) record, or None."""
         return FUSED.get((self.output_activation, self.loss))
+
+
+def _as_float(argument: str, value) -> float:
+    """A real number as a Python float: the spec stays hashable, and the number takes the dtype of
+    the arrays it meets (a NumPy or JAX float64 scalar would promote float32 to float64)."""
+    if isinstance(value, bool) or np.ndim(value) != 0 or not np.isrealobj(value):
+        raise TypeError(f"{argument}: expected a real number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{argument}: expected a real number, got {value!r}") from None
 
 
 def _check_name(argument: str, name, known) -> None:
@@ -324,9 +337,11 @@ def check_target_values(net: MLP, y: np.ndarray, name: str = "y") -> None:
 
 
 def forward_cache(net: MLP, params: Params, x: Array, layout: Layout | None = None) -> Cache:
-    """Forward pass of a batch ``x (B, n_in)`` keeping every ``z^l (B, n_l)`` and ``h^l``
-    (``layout``: another arrangement of the same products, default :func:`batch_major`)."""
+    """Forward pass of a batch ``x (B, n_in)`` keeping every ``z^l (B, n_l)`` and ``h^l``, all in
+    the parameters' dtype (``layout``: another arrangement of the same products, default
+    :func:`batch_major`)."""
     layout = layout or batch_major(net)
+    x = jnp.asarray(x, param_dtype(params))
     h, zs, hs = x, [], [x]
     for layer, act in zip(params, net.activations):
         z = layout.affine(h, layer)
@@ -360,8 +375,9 @@ def example_scale(net: MLP, batch: int, weights, dtype) -> Array:
 
 
 def l2_penalty(params: Params, l2) -> Array:
-    """``l2 / 2 * sum_l ||W^l||^2`` (weights only; biases are not penalised). With ``l2 (G,)``
-    and stacked params ``W (G, n_in, n_out)``: one penalty per member, ``(G,)``."""
+    """``l2 / 2 * sum_l ||W^l||^2`` (weights only; biases are not penalised), in the params' dtype.
+    With ``l2 (G,)`` and stacked params ``W (G, n_in, n_out)``: one penalty per member, ``(G,)``."""
+    l2 = jnp.asarray(l2, param_dtype(params))
     lead = jnp.ndim(l2)
     squares = [jnp.sum(p["W"] ** 2, axis=tuple(range(lead, p["W"].ndim))) for p in params]
     return 0.5 * l2 * sum(squares)

@@ -61,7 +61,7 @@ def init_params(
     - ``weight_scale``: multiplier of the ``"normal"`` / ``"uniform"`` schemes (ignored by the
       fan-based ones).
     - ``bias_init``: constant bias value.
-    - ``dtype``: floating dtype of every leaf.
+    - ``dtype``: floating dtype of every leaf (whatever the types of the numbers above).
 
     **Returns:** ``[{"W": (n_{l-1}, n_l), "b": (n_l,)} for l = 1..L]``.
     """
@@ -75,9 +75,11 @@ def init_params(
         raise ValueError(f"weight_init: unknown scheme {weight_init!r}; known: {WEIGHT_INITS}")
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype: expected a floating dtype, got {dtype!r}")
+    # the scale in ``dtype``, whatever its type (np.float64, a float64 array under vmap, ...)
+    weight_scale = jnp.asarray(weight_scale, dtype)
     params = []
     for k, n_in, n_out in zip(jax.random.split(key, len(sizes) - 1), sizes[:-1], sizes[1:]):
-        std = _weight_std(weight_init, n_in, n_out, weight_scale)
+        std = jnp.asarray(_weight_std(weight_init, n_in, n_out, weight_scale), dtype)
         if weight_init.endswith("uniform"):
             a = std * 3**0.5
             W = jax.random.uniform(k, (n_in, n_out), dtype, minval=-a, maxval=a)

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 Array = jax.Array
@@ -98,11 +99,10 @@ def _is_number(x: Any) -> bool:
 def _check_learning_rate(learning_rate: Any) -> None:
     if callable(learning_rate):
         return
-    if isinstance(learning_rate, bool) or not (
-        _is_number(learning_rate) or isinstance(learning_rate, jax.Array)
-    ):
+    array = isinstance(learning_rate, (jax.Array, np.ndarray, np.generic))
+    if isinstance(learning_rate, bool) or not (_is_number(learning_rate) or array):
         raise TypeError(
-            "learning_rate: expected a positive number, a jax array or an optax schedule "
+            "learning_rate: expected a positive number, an array or an optax schedule "
             f"(callable of the step count), got {type(learning_rate).__name__}"
         )
     if _is_number(learning_rate) and not 0 < learning_rate < float("inf"):

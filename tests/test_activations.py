@@ -1,5 +1,6 @@
 """The activation table: every hand-written derivative and vjp against jax.grad / jax.vjp of its
-own ``fn``, every ``fn`` against an independent numpy/scipy formula, kinks, large |z|, options."""
+own ``fn``, every ``fn`` and derivative against independent numpy/scipy formulas (float64, and the
+relative precision of float32 and bfloat16 over [-100, 100]), kinks, large |z|, options."""
 
 import math
 
@@ -26,7 +27,24 @@ def _elu(z, alpha=1.0):
     return np.where(z > 0, z, alpha * np.expm1(np.minimum(z, 0)))
 
 
-# Independent float64 references (numpy / scipy), written from the formulas, not from jmlp.
+def _sech(z):
+    with np.errstate(over="ignore"):  # cosh = inf for |z| > 710, where sech underflows to 0
+        return 1 / np.cosh(z)
+
+
+def _gelu_u(z):
+    return GELU_C * (z + 0.044715 * z**3)
+
+
+def _gelu_deriv(z):
+    """d/dz z/2 (1 + tanh u) = (1 + tanh u)/2 + z/2 sech^2(u) u', with 1 + tanh u = 2 expit(2u)
+    and sech^2 u = 4 expit(2u) expit(-2u)."""
+    du = GELU_C * (1 + 3 * 0.044715 * z * z)
+    return special.expit(2 * _gelu_u(z)) * (1 + 2 * z * du * special.expit(-2 * _gelu_u(z)))
+
+
+# Independent float64 references (numpy / scipy), written from the formulas, not from jmlp, in
+# forms accurate to ~1e-15 relative in the tails too (1 + tanh u = 2 expit(2u)).
 NUMPY_ACTIVATIONS = {
     "identity": lambda z: z,
     "sigmoid": special.expit,
@@ -35,9 +53,20 @@ NUMPY_ACTIVATIONS = {
     "leaky_relu": lambda z: np.where(z > 0, z, 0.01 * z),
     "softplus": lambda z: np.logaddexp(0.0, z),
     "elu": _elu,
-    "gelu": lambda z: 0.5 * z * (1 + np.tanh(GELU_C * (z + 0.044715 * z**3))),
+    "gelu": lambda z: z * special.expit(2 * _gelu_u(z)),
     "gelu_exact": lambda z: z * special.ndtr(z),  # z Phi(z), Phi the standard normal cdf
     "softmax": lambda z: special.softmax(z, axis=-1),
+}
+NUMPY_DERIVATIVES = {
+    "identity": np.ones_like,
+    "sigmoid": lambda z: special.expit(z) * special.expit(-z),
+    "tanh": lambda z: _sech(z) ** 2,
+    "relu": lambda z: np.where(z > 0, 1.0, 0.0),
+    "leaky_relu": lambda z: np.where(z > 0, 1.0, 0.01),
+    "softplus": special.expit,
+    "elu": lambda z: np.where(z > 0, 1.0, np.exp(np.minimum(z, 0))),
+    "gelu": lambda z: _gelu_deriv(z),
+    "gelu_exact": lambda z: special.ndtr(z) + z * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi),
 }
 
 # A grid of ordinary values plus large |z| (saturation, overflow of exp) and the kink z = 0.
@@ -52,6 +81,7 @@ def test_the_table_holds_the_documented_names():
     expected = {"identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax"}
     assert expected <= set(ACTIVATIONS)
     assert set(NUMPY_ACTIVATIONS) == set(ACTIVATIONS), "a new activation needs a reference here"
+    assert set(NUMPY_DERIVATIVES) == set(ELEMENTWISE), "and its derivative"
     assert get_activation("softmax").deriv is None
 
 
@@ -59,18 +89,26 @@ def test_the_table_holds_the_documented_names():
 def test_fn_matches_independent_formula(name):
     z = jnp.asarray(GRID if name != "softmax" else GRID.reshape(-1, 7))
     expected = NUMPY_ACTIVATIONS[name](np.asarray(z))
-    # atol: sigmoid = (1 + tanh(z/2)) / 2 and gelu = z/2 (1 + tanh(.)) cancel where they are tiny
-    # (z << 0), so they are accurate to a few ulp of |z| absolute there, not relative:
-    # sigmoid(-40) is 0, not 4e-18. 1e-14 covers |z| <= 8 (larger |z| are exactly 0 or z).
-    np.testing.assert_allclose(get_activation(name).fn(z), expected, rtol=1e-13, atol=1e-14)
+    # relative only: tails included (sigmoid(-50) = 2e-22, not 0). 1e-13 = 1e3 ulps: gelu's
+    # e^(-p(z)) tail amplifies the rounding of p(z) ~ 70-fold at z = -6 (seen: 7e-15).
+    np.testing.assert_allclose(get_activation(name).fn(z), expected, rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_deriv_matches_independent_formula(name):
+    act = get_activation(name)
+    z = jnp.asarray(GRID)
+    expected = NUMPY_DERIVATIVES[name](GRID)
+    np.testing.assert_allclose(act.deriv(z, act.fn(z)), expected, rtol=1e-13, atol=0)
 
 
 @pytest.mark.parametrize("name", ELEMENTWISE)
 def test_deriv_equals_autodiff_float64(name):
     act = get_activation(name)
     z = jnp.asarray(GRID)
-    # atol: in the saturated tails the derivative is ~1e-13 or less and both sides compute it
-    # with cancellation (1 - h, 1 - t^2): equal to a few 1e-16 absolute, not relative.
+    # atol: autodiff's own rule for tanh (1 - h^2) cancels in the tails (|z| >= 8, derivative
+    # <= 5e-7), so there the two agree to a few 1e-16 absolute; the hand-written derivative's
+    # relative accuracy is tested against the independent formulas above and below.
     np.testing.assert_allclose(
         act.deriv(z, act.fn(z)), autodiff_deriv(act.fn, z), rtol=1e-12, atol=1e-12
     )
@@ -208,13 +246,83 @@ def test_softmax_large_logits_float32():
     assert bool(jnp.all(jnp.isfinite(get_activation("softmax").vjp(z, s, g))))
 
 
+# --- full relative precision in float32 and bfloat16 --------------------------------------------
+# Every function and derivative, at points spread over [-100, 100] (a uniform grid and +-10^k down
+# to 1e-30), against the float64 references above (~1e-15 relative: ~1e8 times finer than float32).
+# Criterion, per point, u the dtype's unit roundoff:
+#   |f_low(z) - f(z)| <= K u (|f(z)| + kappa(z)),  kappa(z) = |z f'(z)| (0 for EXACT_TAILS).
+# kappa is how far rounding z by one ulp moves f: a value e^(-p(z)) with p a polynomial (the
+# GELUs' tails, p ~ 2 z^2 c (1 + 3a z^2) or z^2 / 2) cannot be computed more accurately in the
+# same dtype, since p(z) itself is rounded there. The other functions keep a few ulps outright.
+# K = 8: the worst seen is 4.1 ulps (float32 elu at -0.4, expm1's error) and 3.8 (XLA's tanh), and
+# 4.6 of the kappa scale (float32 gelu_exact's derivative, erfc's tail);
+# the cancelling textbook forms miss by 1e6 ulps or more (sigmoid(-17) = 0 instead of 4e-8).
+# Normal numbers only, and 2^10 above the underflow threshold: an intermediate of a tail (sigma(2u)
+# inside gelu', e^(-2|z|) inside tanh') underflows first, and XLA on CPU flushes subnormals to 0.
+K_ULPS = 8
+EXACT_TAILS = {"identity", "sigmoid", "tanh", "relu", "leaky_relu", "softplus", "elu"}
+WIDE = np.concatenate(
+    [np.linspace(-100, 100, 2001), np.geomspace(1e-30, 100, 121), -np.geomspace(1e-30, 100, 121)]
+)
+LOW_DTYPES = {"float32": 2.0**-24, "bfloat16": 2.0**-8}  # unit roundoff
+
+
+def sensitivity(reference, z, step=1e-7):
+    """|z f'(z)| by a central difference of the float64 reference, relative step (no kink is
+    straddled: z (1 +- step) has the sign of z)."""
+    return np.abs(reference(z * (1 + step)) - reference(z * (1 - step))) / (2 * step)
+
+
+def assert_relative_precision(got, expected, z, dtype, kappa=0.0):
+    u, floor = LOW_DTYPES[dtype], 2.0**10 * float(jnp.finfo(dtype).tiny)
+    assert got.dtype == jnp.dtype(dtype)
+    got = np.asarray(got.astype(jnp.float64))
+    allowed = K_ULPS * u * (np.abs(expected) + kappa) + np.where(np.abs(expected) < floor, floor, 0)
+    error = np.abs(got - expected)
+    worst = np.argmax(error / allowed)
+    assert np.all(error <= allowed), (
+        f"z = {z[worst]!r}: got {got[worst]!r}, expected {expected[worst]!r} "
+        f"({error[worst] / (u * abs(expected[worst])):.3g} ulps)"
+    )
+
+
+@pytest.mark.parametrize("dtype", LOW_DTYPES)
+@pytest.mark.parametrize("part", ["fn", "deriv"])
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_full_relative_precision_over_the_range(name, part, dtype):
+    act = get_activation(name)
+    z_low = jnp.asarray(WIDE, dtype)
+    z = np.asarray(z_low.astype(jnp.float64))  # the points as the dtype holds them
+    reference = (NUMPY_ACTIVATIONS if part == "fn" else NUMPY_DERIVATIVES)[name]
+    got = act.fn(z_low) if part == "fn" else act.deriv(z_low, act.fn(z_low))
+    kappa = 0.0 if name in EXACT_TAILS else sensitivity(reference, z)
+    assert_relative_precision(got, reference(z), z, dtype, kappa)
+
+
+@pytest.mark.parametrize("dtype", LOW_DTYPES)
+def test_softmax_relative_precision(dtype):
+    # rows of 5 logits spread over [-100, 100]; kappa_k = sum_j |z_j ds_k/dz_j|, ds_k/dz_j =
+    # s_k (delta_kj - s_j), = s_k (|z_k| (1 - 2 s_k) + sum_j |z_j| s_j): e^(z_k - max z) cannot be
+    # more accurate than the rounded difference.
+    rng = np.random.default_rng(0)
+    z_low = jnp.asarray(rng.uniform(-100, 100, (400, 5)) * rng.uniform(0, 1, (400, 1)), dtype)
+    z = np.asarray(z_low.astype(jnp.float64))
+    s = special.softmax(z, axis=-1)
+    a = np.abs(z)
+    kappa = s * (a * (1 - 2 * s) + np.sum(a * s, axis=-1, keepdims=True))
+    got = get_activation("softmax").fn(z_low)
+    assert_relative_precision(got.ravel(), s.ravel(), z.ravel(), dtype, kappa.ravel())
+
+
 # --- GELU against independent formulas -----------------------------------------------------------
-def test_gelu_exact_against_math_erf():
+def test_gelu_exact_against_math_erfc():
     z = np.linspace(-6, 6, 49)
-    expected = [0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in z]
+    # Phi(z) = erfc(-z / sqrt 2) / 2 (1 + erf(z / sqrt 2) would cancel for z << 0)
+    expected = [0.5 * v * math.erfc(-v / math.sqrt(2)) for v in z]
     gelu_exact = get_activation("gelu_exact").fn(jnp.asarray(z))
-    np.testing.assert_allclose(gelu_exact, expected, rtol=1e-13, atol=1e-16)
-    # derivative: Phi(z) + z phi(z); the two terms cancel for z << 0 (atol for that)
+    np.testing.assert_allclose(gelu_exact, expected, rtol=1e-13, atol=0)
+    # derivative: Phi(z) + z phi(z); the two terms cancel near its zero (z = -0.75): there the
+    # accuracy is absolute, of the terms' size
     phi = np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
     act = get_activation("gelu_exact")
     zj = jnp.asarray(z)

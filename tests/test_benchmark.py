@@ -54,10 +54,11 @@ def test_ratios_are_the_quotients_of_their_times(quick):
     assert doc["ratio"] == pytest.approx(
         doc["fit_many, all seeds"] / doc["seeds"] / doc["numpy, one seed"]
     )
-    examples = {r["method"]: r for r in results["per_example"] if r["net"] == "5-50-3"}
-    base = examples["batch gradient (backprop)"]["seconds"]
-    for r in examples.values():
-        assert r["relative"] == pytest.approx(r["seconds"] / base)
+    rows = results["per_example"]  # each ratio over the batch gradient of the same net
+    base = {r["net"]: r["seconds"] for r in rows if r["method"] == "batch gradient (backprop)"}
+    assert set(base) == {r["net"] for r in rows} and len(base) == 2
+    for r in rows:
+        assert r["relative"] == pytest.approx(r["seconds"] / base[r["net"]])
     curvature = {r["what"].split()[0]: r for r in results["curvature"]}
     assert set(curvature) == {"hvp", "ntk"}
     for r in curvature.values():

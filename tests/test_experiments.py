@@ -114,8 +114,10 @@ def test_doc004_derivatives_match_autodiff(results):
 
 def test_backprop_vs_autodiff_agreement(results):
     data, _ = results["backprop_vs_autodiff"]
-    assert data["max_rel_f64"] < 1e-10
-    assert data["max_rel_f32"] < 1e-3
+    # the full run's worst over 108 networks (experiments/README.md): 2.6e-15 in float64 and
+    # 8.3e-7 in float32 (max|hand - autodiff| / max|autodiff| per tensor); margins ~40 and ~12
+    assert data["max_rel_f64"] < 1e-13
+    assert data["max_rel_f32"] < 1e-5
 
 
 def test_edge_of_stability_runs_share_their_start(results):

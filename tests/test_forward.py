@@ -100,16 +100,23 @@ def test_loss_matches_numpy():
 
 # --- single example, jit, the spec as a static argument --------------------------------------
 @pytest.mark.parametrize("loss, output", [("mse", "identity"), ("cross_entropy", "softmax")])
-def test_single_example_equals_batch_of_one(loss, output):
+def test_single_example_equals_its_row_of_the_batch_and_numpy(loss, output):
+    # x (n_in,) gives (n_out,) and a scalar loss equal to row n of the batch's forward pass and to
+    # the numpy forward pass of that row (the batch of 6 takes other matmul shapes than one row)
     net, params, x, y = problem(activation="tanh", output_activation=output, loss=loss)
-    if loss == "cross_entropy":
-        y = jax.nn.softmax(y)
-    out = jmlp.forward(net, params, x[0])
-    assert out.shape == (2,)
-    np.testing.assert_array_equal(out, jmlp.forward(net, params, x[:1])[0])
-    np.testing.assert_array_equal(
-        jmlp.loss(net, params, x[0], y[0]), jmlp.loss(net, params, x[:1], y[:1])
-    )
+    y = jax.nn.softmax(y) if loss == "cross_entropy" else y
+    batch_out = jmlp.forward(net, params, x)
+    expected = numpy_forward(params, x, net.hidden_activations, output)
+    for n in range(x.shape[0]):
+        out = jmlp.forward(net, params, x[n])
+        assert out.shape == (2,)
+        np.testing.assert_allclose(out, batch_out[n], rtol=1e-14, atol=1e-16)
+        np.testing.assert_allclose(out, expected[n], rtol=1e-12)
+        value = jmlp.loss(net, params, x[n], y[n])
+        assert value.shape == ()
+        t = np.asarray(y[n])
+        exact = numpy_mse(expected[n], t) if loss == "mse" else -np.sum(t * np.log(expected[n]))
+        np.testing.assert_allclose(value, exact, rtol=1e-12)
 
 
 def test_jit_equals_no_jit():

@@ -55,6 +55,48 @@ def test_shapes_and_dtypes(sizes, dtype):
         assert layer["W"].dtype == dtype and layer["b"].dtype == dtype
 
 
+# Numbers as a user may write them: each must leave every leaf in ``dtype`` (a NumPy float64
+# scalar, or a float64 scale traced by vmap, would promote float32 W to float64; a float32 scale
+# must not round a float64 std). tests/test_properties.py draws JAX scalars too.
+NUMBERS = [np.float64, np.float32]
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float64])
+@pytest.mark.parametrize("scheme", ["normal", "uniform", "he_normal"])
+@pytest.mark.parametrize("number", NUMBERS, ids=["np.float64", "np.float32"])
+def test_dtype_kept_whatever_the_type_of_the_numbers(number, scheme, dtype):
+    key, sizes = jax.random.key(4), (3, 5, 2)
+    got = jmlp.init_params(
+        key,
+        sizes,
+        weight_init=scheme,
+        weight_scale=number(0.5),
+        bias_init=number(0.25),
+        dtype=dtype,
+    )
+    scale, bias = float(number(0.5)), float(number(0.25))
+    expected = jmlp.init_params(
+        key, sizes, weight_init=scheme, weight_scale=scale, bias_init=bias, dtype=dtype
+    )
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
+        assert a.dtype == dtype
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_dtype_kept_under_vmap_over_float64_scales(dtype):
+    # one scale per member, as jmlp.init_many passes them: a float64 array traced by vmap
+    keys = jax.random.split(jax.random.key(5), 3)
+    scales = np.array([0.1, 1.0, 2.0])
+    stacked = jax.vmap(
+        lambda k, s: jmlp.init_params(k, (3, 2), weight_init="normal", weight_scale=s, dtype=dtype)
+    )(keys, scales)
+    assert {a.dtype for a in jax.tree.leaves(stacked)} == {jnp.dtype(dtype)}
+    for k, s, W in zip(keys, scales, stacked[0]["W"]):
+        one = jmlp.init_params(k, (3, 2), weight_init="normal", weight_scale=float(s), dtype=dtype)
+        np.testing.assert_array_equal(W, one[0]["W"])
+
+
 def test_default_dtype_is_float32():
     params = jmlp.init_params(jax.random.key(0), (3, 2))
     assert params[0]["W"].dtype == jnp.float32 and params[0]["b"].dtype == jnp.float32

@@ -1,6 +1,9 @@
 """The loss table: values against numpy, hand gradients against jax.grad (ties included), the fused
-(output activation, loss) pairs, and the numerics of extreme logits and saturated probabilities."""
+(output activation, loss) pairs, the numerics of extreme logits and saturated probabilities, and
+the relative precision of every fused value and delta in float32 and bfloat16 against exact
+(120-digit decimal) references."""
 
+import decimal
 import functools
 
 import jax
@@ -160,6 +163,8 @@ FUSED_TARGETS = {
     ("softmax", "cross_entropy"): [DIRICHLET, T_ONEHOT, T_SOFT],  # T_SOFT rows do not sum to 1
     ("sigmoid", "binary_cross_entropy"): [T_BINARY, T_SOFT],
     ("identity", "half_sse"): [T_REAL],
+    ("sigmoid", "cross_entropy"): [T_BINARY, T_SOFT],
+    ("softmax", "binary_cross_entropy"): [T_BINARY, T_ONEHOT, T_SOFT],
 }
 FUSED_CASES = [
     (pair, i, t) for pair, targets in FUSED_TARGETS.items() for i, t in enumerate(targets)
@@ -194,6 +199,8 @@ def test_fused_delta_equals_autodiff_wrt_z(pair, i, t):
 @pytest.mark.parametrize("pair, i, t", FUSED_CASES, ids=FUSED_IDS)
 def test_fused_hvp_equals_autodiff_wrt_z(pair, i, t):
     out, loss = pair
+    if FUSED[pair].hvp is None:
+        pytest.skip("no closed-form Hessian: hvp takes the chain rule (tested in test_curvature)")
     z, t = jnp.asarray(Z), jnp.asarray(t)
     v = jnp.asarray(RNG.normal(size=Z.shape))
     h = get_activation(out).fn(z)
@@ -226,6 +233,14 @@ EXTREME = [
     # z = (1e4, -1e4), t = (0, 1): L = log(1 + e^z) - t z summed = 1e4 + 1e4, delta = s(z) - t
     ("sigmoid", "binary_cross_entropy", [1e4, -1e4], _f32([[0.0, 1.0]]), 2e4, [1.0, -1.0]),
     ("sigmoid", "binary_cross_entropy", [1e4, -1e4], _f32([[1.0, 0.0]]), 0.0, [0.0, 0.0]),
+    # confidently wrong outputs of the pairs a clip of the probability would freeze (gradient 0):
+    # sigmoid + cross_entropy, t = (0, 1): L = -log s(-1e4) = 1e4, delta = -t s(-z) = (0, -1)
+    ("sigmoid", "cross_entropy", [1e4, -1e4], _f32([[0.0, 1.0]]), 1e4, [0.0, -1.0]),
+    # softmax + binary_cross_entropy, z = (1e4, -1e4, 0), t = (0, 1, 1): s = (1, e^-2e4, e^-1e4),
+    # L = -[log s_1 + log s_2 + log(1 - s_0)] = 2e4 + 1e4 + 1e4; delta_j = s_j (1 + T - 2 t_j -
+    # Q_j) - t_j (1 - s_j), Q_j = sum_{k != j} (1 - t_k) s_k / (1 - s_k): Q_0 = 0, delta_0 = 3 s_0
+    # = 3; delta_1 = -(1 - s_1) = -1; s_2 Q_2 = s_2 s_0 / (1 - s_0) = 1, delta_2 = -1 - 1 = -2
+    ("softmax", "binary_cross_entropy", [1e4, -1e4, 0.0], _f32([[0, 1, 1]]), 4e4, [3, -1, -2]),
 ]
 
 
@@ -271,10 +286,10 @@ def test_saturated_probabilities_are_clipped(dtype, name, y, t):
 @pytest.mark.parametrize(
     "out, loss, y",
     [
-        ("sigmoid", "cross_entropy", _f32([[0.0, 1.0]])),
         ("sigmoid", "mse", _f32([[0.0, 1.0]])),
-        ("softmax", "binary_cross_entropy", _f32([[0.0, 1.0, 1.0]])),
         ("softmax", "mse", _f32([[0.0, 1.0, 0.0]])),
+        ("softmax", "half_sse", _f32([[0.0, 1.0, 0.0]])),
+        ("tanh", "hinge", _f32([[-1.0, 1.0]])),
     ],
 )
 def test_non_fused_pairs_at_saturated_outputs_are_finite_float32(out, loss, y):
@@ -288,3 +303,162 @@ def test_non_fused_pairs_at_saturated_outputs_are_finite_float32(out, loss, y):
     for a, b in zip(jax.tree.leaves(g_bp), jax.tree.leaves(g_ad)):
         assert bool(jnp.all(jnp.isfinite(a)))
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-30)
+
+
+@pytest.mark.parametrize("out", ["sigmoid", "softmax"])
+@pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy"])
+def test_log_losses_on_probability_outputs_are_fused(out, loss):
+    # computed from the logits, so no clip of the probability applies anywhere on these outputs
+    assert (out, loss) in FUSED
+    assert jmlp.MLP((2, 3), output_activation=out, loss=loss).fused is FUSED[out, loss]
+
+
+# --- full relative precision of the fused values and deltas in float32 and bfloat16 ----------------
+# Rows of 4 logits spread over [-100, 100] with hard targets (confidently right, confidently wrong,
+# random) and soft ones, all exactly representable in bfloat16 (so also in float32). Reference:
+# value and delta from the definitions (s = e^z / sum e^z or 1 / (1 + e^-z); delta the textbook
+# y - t forms) in 120-digit decimal arithmetic, where nothing cancels visibly. Criterion per entry,
+# u the dtype's unit roundoff:
+#   |f_low - f| <= K u (|f| + sum_i |dx_i df/dx_i|),  x = (z, t) of the row,
+# i.e. no worse than rounding every input by K ulps: dx_i = |x_i|, except that softmax sees
+# z - max z, so its logits count as rounded relative to the row's largest |z|. That is relative
+# K ulps wherever f is not near a zero of its own (for hard targets: everywhere but the balance
+# points of softmax + binary_cross_entropy's off-target entries, whose delta is held to a few ulps
+# of its terms instead, see _softmax_bce_terms). K = 8: 4 logits and sums of 4 terms (worst
+# seen: 2.5 of that scale, softmax + binary_cross_entropy in float32).
+# Entries below 2^10 x the smallest normal may be off by that much (underflow, flushed subnormals).
+K_ULPS = 8
+LOW_DTYPES = {"float32": 2.0**-24, "bfloat16": 2.0**-8}
+LOG_PAIRS = [pair for pair in FUSED if pair[0] in ("sigmoid", "softmax")]
+
+
+def _exact(out: str, loss: str, z: list, t: list) -> tuple:
+    """(l, [dl/dz_j]) of one row from the definitions, in the current decimal context."""
+    if out == "sigmoid":
+        s = [1 / (1 + (-zj).exp()) for zj in z]
+    else:
+        e = [zj.exp() for zj in z]
+        s = [ej / sum(e) for ej in e]
+    value = -sum(tj * sj.ln() for tj, sj in zip(t, s))
+    if loss == "binary_cross_entropy":
+        value -= sum((1 - tj) * (1 - sj).ln() for tj, sj in zip(t, s))
+    if out == "sigmoid":  # element-wise: d/dz of -t log s - (1 - t) log(1 - s)
+        bce = loss == "binary_cross_entropy"
+        return value, [sj - tj if bce else -tj * (1 - sj) for sj, tj in zip(s, t)]
+    if loss == "cross_entropy":  # s_j sum(t) - t_j
+        return value, [sj * sum(t) - tj for sj, tj in zip(s, t)]
+    # chain rule through ds_k/dz_j = s_k (delta_kj - s_j) with q_k = s_k / (1 - s_k):
+    # dl/dz_j = s_j (sum(t) - Q) - t_j + (1 - t_j) q_j, Q = sum_k (1 - t_k) q_k
+    q = [sj / (1 - sj) for sj in s]
+    big_q = sum((1 - tk) * qk for tk, qk in zip(t, q))
+    return value, [sj * (sum(t) - big_q) - tj + (1 - tj) * qj for sj, tj, qj in zip(s, t, q)]
+
+
+def _softmax_bce_terms(z: list, t: list) -> list:
+    """The three terms of dl/dz_j = s_j (1 + T - 2 t_j) - s_j Q_j - t_j (1 - s_j), Q_j =
+    sum_{k != j} (1 - t_k) q_k, summed in magnitude: where they cancel (an off-target class at its
+    balance point, e.g. t = 0 and nearly equal logits), no formula in s is more accurate."""
+    e = [zj.exp() for zj in z]
+    s = [ej / sum(e) for ej in e]
+    q = [(1 - tk) * sk / (1 - sk) for sk, tk in zip(s, t)]
+    return [
+        sj * abs(1 + sum(t) - 2 * tj) + sj * (sum(q) - qj) + tj * (1 - sj)
+        for sj, tj, qj in zip(s, t, q)
+    ]
+
+
+def _precision_rows(out: str, loss: str) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    z = np.concatenate(
+        [
+            rng.normal(size=(4, 4)) * 0.5,
+            rng.normal(size=(4, 4)) * 5,
+            rng.uniform(-100, 100, (8, 4)),
+            [[100, -100, 0, 50], [20, 0, 0, 0], [-20, 0, 0, 0], [0, 0, 0, 0]],
+            [[30, 30, -5, 1], [-100, -100, -100, 100], [1e-3, -1e-3, 0, 0], [88, -3, 2, 87.5]],
+        ]
+    )
+    z = np.asarray(jnp.asarray(z, jnp.bfloat16).astype(jnp.float64))  # bfloat16 values
+    if out == "softmax" and loss == "cross_entropy":
+        hard = [np.argmax(z, -1), np.argmin(z, -1), rng.integers(0, 4, len(z))]
+        targets = [np.eye(4)[labels] for labels in hard]
+    else:  # right (t = 1 where z > 0), wrong, random 0/1 per unit
+        targets = [(z > 0) * 1.0, (z <= 0) * 1.0, rng.integers(0, 2, z.shape) * 1.0]
+    soft = rng.integers(0, 65, z.shape) / 64  # multiples of 1/64: exact in bfloat16
+    n = len(targets) + 1
+    return np.tile(z, (n, 1)), np.concatenate(targets + [soft])
+
+
+@functools.cache
+def _precision_case(out: str, loss: str):
+    """Rows, exact values and deltas, and the sensitivities sum_i |dx_i df/dx_i| of both (one-sided
+    differences with step 1e-30 dx_i: exact to ~30 digits, plenty for a tolerance)."""
+    z, t = _precision_rows(out, loss)
+    values, deltas, value_sens, delta_sens = [], [], [], []
+    with decimal.localcontext() as ctx:
+        ctx.prec = 120
+        step = decimal.Decimal("1e-30")
+        for z_row, t_row in zip(z, t):
+            x = [decimal.Decimal(float(v)) for v in np.concatenate([z_row, t_row])]
+            n = len(z_row)
+            value, delta = _exact(out, loss, x[:n], x[n:])
+            sv, sd = decimal.Decimal(0), [decimal.Decimal(0)] * n
+            # softmax sees z - max z: its logits are rounded relative to the row's largest |z|
+            spread = max(abs(v) for v in x[:n]) if out == "softmax" else None
+            for i in range(2 * n):
+                y = list(x)
+                y[i] = x[i] + step * (spread if i < n and spread is not None else abs(x[i]))
+                v_i, d_i = _exact(out, loss, y[:n], y[n:])
+                sv += abs(v_i - value) / step
+                sd = [a + abs(b - c) / step for a, b, c in zip(sd, d_i, delta)]
+            if (out, loss) == ("softmax", "binary_cross_entropy"):
+                sd = [a + b for a, b in zip(sd, _softmax_bce_terms(x[:n], x[n:]))]
+            values.append(float(value))
+            deltas.append([float(d) for d in delta])
+            value_sens.append(float(sv))
+            delta_sens.append([float(d) for d in sd])
+    return z, t, np.array(values), np.array(deltas), np.array(value_sens), np.array(delta_sens)
+
+
+def _assert_within(got, expected, sens, dtype, what):
+    u, floor = LOW_DTYPES[dtype], 2.0**10 * float(jnp.finfo(dtype).tiny)
+    assert got.dtype == jnp.dtype(dtype)
+    got = np.asarray(got.astype(jnp.float64))
+    allowed = K_ULPS * u * (np.abs(expected) + sens) + np.where(np.abs(expected) < floor, floor, 0)
+    error = np.abs(got - expected)
+    worst = np.unravel_index(np.argmax(error / allowed), error.shape)
+    assert np.all(error <= allowed), (
+        f"{what} at {worst}: got {got[worst]!r}, expected {expected[worst]!r}, allowed "
+        f"{allowed[worst]:.3g}"
+    )
+
+
+@pytest.mark.parametrize("dtype", LOW_DTYPES)
+@pytest.mark.parametrize("pair", LOG_PAIRS, ids=["-".join(p) for p in LOG_PAIRS])
+def test_fused_value_and_delta_keep_relative_precision(pair, dtype):
+    z, t, values, deltas, value_sens, delta_sens = _precision_case(*pair)
+    z_low, t_low = jnp.asarray(z, dtype), jnp.asarray(t, dtype)
+    record = FUSED[pair]
+    _assert_within(record.value(z_low, t_low), values, value_sens, dtype, "value")
+    h = get_activation(pair[0]).fn(z_low)
+    _assert_within(record.delta(z_low, h, t_low), deltas, delta_sens, dtype, "delta")
+
+
+def test_exact_reference_delta_is_the_gradient_of_its_value():
+    # the decimal deltas above are textbook formulas; check them against a central difference
+    # of the decimal value itself (step 1e-40: error ~1e-80)
+    with decimal.localcontext() as ctx:
+        ctx.prec = 120
+        x = [decimal.Decimal(v) for v in ("3.5", "-1.25", "0.5", "7", "0.25", "1", "0", "0.75")]
+        h = decimal.Decimal("1e-40")
+        for out, loss in LOG_PAIRS:
+            _, delta = _exact(out, loss, x[:4], x[4:])
+            for j in range(4):
+                up, down = list(x[:4]), list(x[:4])
+                up[j], down[j] = x[j] + h, x[j] - h
+                value_up, value_down = (
+                    _exact(out, loss, up, x[4:])[0],
+                    _exact(out, loss, down, x[4:])[0],
+                )
+                slope = (value_up - value_down) / (2 * h)
+                assert abs(slope - delta[j]) < decimal.Decimal("1e-60"), (out, loss, j)
