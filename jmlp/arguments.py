@@ -47,6 +47,7 @@ def _count_non_finite(a: Array) -> Array:
 def training_arrays(net: MLP, params: Params, x, y, names: tuple[str, str]) -> tuple[Array, Array]:
     """Checked ``x (N, n_in)`` and target rows ``t (N, n_out)``, on device, in params' dtype.
     ``names``: how errors name ``x`` and ``y`` (e.g. ``("validation[0] (x_val)", ...)``)."""
+    given = (x, y)
     try:
         x, y = jnp.asarray(x), jnp.asarray(y)
         if x.ndim != 2:
@@ -60,10 +61,21 @@ def training_arrays(net: MLP, params: Params, x, y, names: tuple[str, str]) -> t
         raise type(err)(message) from None
     if xb.shape[0] == 0:
         raise ValueError(f"{names[0]}: expected at least one example, got shape {xb.shape}")
-    for name, a in zip(names, (xb, t)):
-        if count := int(_count_non_finite(a)):
+    for name, original, a in zip(names, given, (xb, t)):
+        if count := _non_finite(original, a):
             raise ValueError(f"{name}: contains {count} NaN/inf values")
     return xb, t
+
+
+def _non_finite(original: Any, converted: Array) -> int:
+    """NaN/inf entries of the data as trained on (in its dtype): counted on the host for host
+    data (no program compiled per shape, no copy back), on the device for jax arrays."""
+    if isinstance(original, jax.Array):
+        return int(_count_non_finite(converted))
+    host = np.asarray(original)
+    if not np.issubdtype(host.dtype, np.inexact):
+        return 0
+    return int(np.sum(~np.isfinite(host.astype(converted.dtype))))
 
 
 def validation_arrays(

@@ -235,7 +235,8 @@ def as_inputs(net: MLP, params: Params, x) -> Array:
         raise ValueError(
             f"x: expected shape (batch, {net.sizes[0]}) or ({net.sizes[0]},), got {x.shape}"
         )
-    return jnp.atleast_2d(x).astype(param_dtype(params))
+    x = x if x.ndim == 2 else x[None]  # no copy of a batch that is already one
+    return x if x.dtype == param_dtype(params) else x.astype(param_dtype(params))
 
 
 def as_targets(net: MLP, y, x_shape: tuple[int, ...], dtype) -> Array:
