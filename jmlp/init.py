@@ -17,6 +17,7 @@ he_uniform      W ~ U(-a, a), a = sqrt(6 / fan_in)
 document 000 uses 0.05).
 """
 
+import itertools
 from collections.abc import Sequence
 from numbers import Integral
 
@@ -77,16 +78,29 @@ def init_params(
         raise TypeError(f"dtype: expected a floating dtype, got {dtype!r}")
     # the scale in ``dtype``, whatever its type (np.float64, a float64 array under vmap, ...)
     weight_scale = jnp.asarray(weight_scale, dtype)
+    shapes = list(itertools.pairwise(sizes))
+    stds = [jnp.asarray(_weight_std(weight_init, i, o, weight_scale), dtype) for i, o in shapes]
+    uniform = weight_init.endswith("uniform")
+    bounds = jnp.stack(stds) * 3**0.5 if uniform else None  # U(-a, a) has std a / sqrt(3)
+    draws = _draws(jax.random.split(key, len(shapes)), shapes, bounds, dtype)
     params = []
-    for k, n_in, n_out in zip(jax.random.split(key, len(sizes) - 1), sizes[:-1], sizes[1:]):
-        std = jnp.asarray(_weight_std(weight_init, n_in, n_out, weight_scale), dtype)
-        if weight_init.endswith("uniform"):
-            a = std * 3**0.5
-            W = jax.random.uniform(k, (n_in, n_out), dtype, minval=-a, maxval=a)
-        else:
-            W = std * jax.random.normal(k, (n_in, n_out), dtype)
-        params.append({"W": W, "b": jnp.full((n_out,), bias_init, dtype)})
+    for draw, std, (n_in, n_out) in zip(draws, stds, shapes):
+        W = draw[: n_in * n_out].reshape(n_in, n_out)
+        params.append({"W": W if uniform else std * W, "b": jnp.full((n_out,), bias_init, dtype)})
     return params
+
+
+def _draws(keys: jax.Array, shapes: list, bounds: jax.Array | None, dtype) -> jax.Array:
+    """Row l: layer l's draw, ``normal(keys[l], (n_in, n_out))`` or ``uniform(keys[l], (n_in,
+    n_out), minval=-a_l, maxval=a_l)`` with ``a = bounds``, flattened and padded to the largest
+    layer. One vmapped draw for every layer (one program to compile, not one per shape): with
+    counter-based keys the first ``n`` entries of a longer draw are the draw of ``n``, so each
+    layer gets exactly its own numbers."""
+    largest = (max(i * o for i, o in shapes),)
+    if bounds is None:
+        return jax.vmap(lambda k: jax.random.normal(k, largest, dtype))(keys)
+    draw = lambda k, a: jax.random.uniform(k, largest, dtype, minval=-a, maxval=a)
+    return jax.vmap(draw)(keys, bounds)
 
 
 def check_sizes(sizes: Sequence[int]) -> tuple[int, ...]:

@@ -1,6 +1,7 @@
 """Parameter initialisation: shapes and dtypes, the document-000 scheme, every fan-based scheme's
 empirical spread against its formula, determinism, and argument errors."""
 
+import itertools
 import math
 import re
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 import jmlp
-from jmlp.init import WEIGHT_INITS
+from jmlp.init import WEIGHT_INITS, _weight_std
 
 N_IN, N_OUT = 800, 300  # a large, non-square layer: fan_in != fan_avg, 240000 draws per W
 
@@ -222,3 +223,19 @@ def test_unknown_scheme_lists_the_known_ones():
 def test_non_float_dtype_is_rejected(dtype):
     with pytest.raises(TypeError, match="dtype: expected a floating dtype"):
         jmlp.init_params(jax.random.key(0), (3, 2), dtype=dtype)
+
+
+@pytest.mark.parametrize("scheme", ["he_normal", "glorot_uniform", "normal", "uniform"])
+def test_each_layer_is_its_own_draw(scheme):
+    """Layer l's weights are exactly ``jax.random.normal(split(key)[l], shape)`` times the scale
+    (or ``uniform(..., minval=-a, maxval=a)``), though all layers are drawn in one program."""
+    key, sizes = jax.random.key(5), (7, 13, 4, 9)
+    params = jmlp.init_params(key, sizes, weight_init=scheme, weight_scale=0.3)
+    for layer, k, (n_in, n_out) in zip(params, jax.random.split(key, 3), itertools.pairwise(sizes)):
+        std = jnp.float32(_weight_std(scheme, n_in, n_out, jnp.float32(0.3)))
+        if scheme.endswith("uniform"):
+            a = std * 3**0.5
+            expected = jax.random.uniform(k, (n_in, n_out), jnp.float32, minval=-a, maxval=a)
+        else:
+            expected = std * jax.random.normal(k, (n_in, n_out), jnp.float32)
+        np.testing.assert_array_equal(layer["W"], expected)
