@@ -3,6 +3,7 @@ devices: one 4-device mesh. fit (data parallel), fit on data each process holds 
 of, a checkpointed and resumed fit, and fit_many with its members spread over the devices, all
 equal to one process on one device to float rounding, in both processes."""
 
+import json
 import os
 import socket
 import subprocess
@@ -134,3 +135,29 @@ def reference_cache() -> dict:
     if not _REFERENCE:
         _REFERENCE.update(reference())
     return _REFERENCE
+
+
+def test_the_multihost_script_runs_on_two_processes(tmp_path):
+    """experiments/multihost.py as the README runs it on one machine: two processes, two
+    simulated devices each; process 0 writes the results."""
+    script = os.path.join(os.path.dirname(__file__), "..", "experiments", "multihost.py")
+    port, env = str(free_port()), os.environ | {"JAX_PLATFORMS": "cpu"}
+    flags = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--local-devices", "2"]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, script, *flags, "--process-id", str(i), "--quick", "--out", str(tmp_path)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(2)
+    ]  # fmt: skip
+    try:
+        logs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (_, stderr) in zip(procs, logs):
+        assert p.returncode == 0, stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["processes"] == 2 and results["devices"] == 4
+    assert 0 <= results["fit"]["test_accuracy"] <= 1 and results["fit_many"]["members"] == 4
+    assert "fit, data parallel" in logs[0][0] and "fit, data parallel" not in logs[1][0]
