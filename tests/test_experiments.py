@@ -29,13 +29,15 @@ SCRIPTS = {  # script: figures it must write
     "backprop_vs_autodiff": ["agreement.png", "time_ratio.png"],
     "edge_of_stability": ["sharpness.png"],
     "sklearn_comparison": ["accuracy.png"],
+    "sweep": ["sweep.png"],
+    "accelerator": ["results.md"],
 }
 
 
-def run(script: str, out: Path, *extra: str) -> dict:
+def run(script: str, out: Path, *extra: str, env: dict | None = None) -> dict:
     """Run ``script --quick --out out`` in a fresh interpreter; return its results.json."""
-    env = os.environ | {"JAX_NUMPY_RANK_PROMOTION": "raise", "JAX_PLATFORMS": "cpu"}
-    flags = os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+    env = os.environ | {"JAX_NUMPY_RANK_PROMOTION": "raise", "JAX_PLATFORMS": "cpu"} | (env or {})
+    flags = env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
     env["XLA_FLAGS"] = flags.strip()  # compiles about twice as fast; fine for a smoke test
     cmd = [sys.executable, str(EXPERIMENTS / f"{script}.py"), "--quick", "--out", str(out)]
     proc = subprocess.run(
@@ -139,6 +141,27 @@ def test_sklearn_comparison_scores_both_libraries(results):
         for lib in ("jmlp", "scikit-learn"):
             assert len(scores[lib]["scores"]) == len(data["seeds"])
             assert all(0 <= s <= 1 for s in scores[lib]["scores"])
+
+
+def test_sweep_jmlp_and_plain_jax_agree(results):
+    """The same members (init keys, data orders, Adam) trained by jmlp and by hand-written JAX:
+    the same test accuracy at the best validation epoch, to an example or two of rounding."""
+    data, _ = results["sweep"]
+    ours, plain = data["accuracy"]["jmlp"], data["accuracy"]["plain JAX + optax"]
+    for width in ours:
+        np.testing.assert_allclose(ours[width], plain[width], atol=0.01)
+
+
+def test_accelerator_kit_on_eight_simulated_devices(tmp_path):
+    """--quick with 8 CPU devices: the sharded fit spans them and equals one device's."""
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    data = run("accelerator", tmp_path, env=env)
+    assert data["device"]["count"] == 8 and data["sharded"]["devices"] == 8
+    assert data["sharded"]["params_rel_difference"] < 1e-5  # float32, reordered sums
+    assert data["gradients"][0]["hand_vs_autodiff"] < 1e-5
+    assert data["gradients"][1]["hand_vs_autodiff"] < 8 * 2.0**-8  # bf16 compute: u = 2^-8
+    text = (tmp_path / "results.md").read_text()
+    assert "fit over 8 local devices" in text and "bf16 matmul" in text
 
 
 def test_digits_reads_small_idx_files(results):
