@@ -178,7 +178,7 @@ def main(argv=None) -> dict:
     args = parse_args(__doc__.split("\n")[0], "accelerator", argv)
     cfg, repeats = (QUICK, 1) if args.quick else (CONFIG, 3)
     started = time.perf_counter()
-    results = {"device": device(), "gradients": gradients(cfg)}
+    results = {"config": cfg, "device": device(), "gradients": gradients(cfg)}
     bench = cfg["benchmark"]
     results["benchmark"] = {"step_ratio": step_ratio(bench, repeats),
                             "fit_vs_scan": fit_vs_scan(bench, repeats),

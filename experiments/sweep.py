@@ -74,13 +74,15 @@ def plain_jax_run(width: int, c: dict, x, t, val, test):
     n, batch = x.shape[0], c["batch"]
     steps = n // batch
 
+    def logits(p, xs):
+        h = jax.nn.relu(xs @ p[0]["W"] + p[0]["b"][None])
+        return h @ p[1]["W"] + p[1]["b"][None]
+
     def loss(p, xb, tb):
-        h = jax.nn.relu(xb @ p[0]["W"] + p[0]["b"])
-        return -jnp.mean(jnp.sum(tb * jax.nn.log_softmax(h @ p[1]["W"] + p[1]["b"]), -1))
+        return -jnp.mean(jnp.sum(tb * jax.nn.log_softmax(logits(p, xb)), -1))
 
     def accuracy(p, xs, ys):
-        h = jax.nn.relu(xs @ p[0]["W"] + p[0]["b"])
-        return jnp.mean(jnp.argmax(h @ p[1]["W"] + p[1]["b"], -1) == ys)
+        return jnp.mean(jnp.argmax(logits(p, xs), -1) == ys)
 
     def one(init_key, order_key, lr):
         k1, k2 = jax.random.split(init_key)

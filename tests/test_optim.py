@@ -363,7 +363,11 @@ ARRAY_HYPER = [
 ]
 
 
-@pytest.mark.parametrize(("make", "hyper"), ARRAY_HYPER, ids=lambda x: str(x)[:40])
+@pytest.mark.parametrize(
+    ("make", "hyper"),
+    ARRAY_HYPER,
+    ids=["momentum", "ema", "nesterov", "rmsprop", "adam", "adamw", "l2"],
+)
 def test_float64_array_hyper_parameters_keep_float32_params(make, hyper):
     # Every hyper-parameter given as a float64 array, params in float32: the steps equal those
     # with Python floats, in float32 (1 - 0.999 must be formed before the cast to float32).
