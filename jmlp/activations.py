@@ -2,7 +2,7 @@
 
 Every entry is an :class:`Activation` record ``(fn, deriv, vjp, deriv2)``:
 
-- ``fn(z) -> h`` the activation, element-wise (softmax: along the last axis);
+- ``fn(z) -> h`` the activation, element-wise (softmax: along the class axis, ``axis=-1``);
 - ``deriv(z, h) -> dh/dz`` element-wise (``None`` for softmax, whose Jacobian is not diagonal);
 - ``vjp(z, h, g) -> g @ dh/dz``, the product the delta rule needs:
   ``delta = g * sigma'(z)`` for element-wise activations, ``s * (g - <g, s>)`` for softmax;
@@ -186,27 +186,27 @@ def gelu_exact_deriv2(z: Array, h: Array) -> Array:
     return phi * (2 - z * z)
 
 
-def softmax(z: Array) -> Array:
-    """e^z_k / sum_j e^z_j along the last axis (shifted by the max, which cancels)."""
-    e = jnp.exp(z - jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True)))
-    return e / jnp.sum(e, axis=-1, keepdims=True)
+def softmax(z: Array, *, axis: int = -1) -> Array:
+    """e^z_k / sum_j e^z_j along the class axis (shifted by the max, which cancels)."""
+    e = jnp.exp(z - jax.lax.stop_gradient(jnp.max(z, axis=axis, keepdims=True)))
+    return e / jnp.sum(e, axis=axis, keepdims=True)
 
 
-def softmax_vjp(z: Array, h: Array, g: Array) -> Array:
+def softmax_vjp(z: Array, h: Array, g: Array, *, axis: int = -1) -> Array:
     """g J for the softmax Jacobian J = diag(s) - s s^T:  s * (g - <g, s>)."""
-    return h * (g - jnp.sum(g * h, axis=-1, keepdims=True))
+    return h * (g - jnp.sum(g * h, axis=axis, keepdims=True))
 
 
-def softmax_vjp_derivative(z: Array, h: Array, g: Array, u: Array) -> Array:
+def softmax_vjp_derivative(z: Array, h: Array, g: Array, u: Array, *, axis: int = -1) -> Array:
     """d/dz [g J(z)] u with g held fixed (softmax's second-order term, ``sum_k g_k H_k u``):
     ``s' * (g - <g, s>) - s <g, s'>`` with ``s' = J u = s * (u - <u, s>)``."""
-    ds = softmax_vjp(z, h, u)
-    centred = g - jnp.sum(g * h, axis=-1, keepdims=True)
-    return ds * centred - h * jnp.sum(g * ds, axis=-1, keepdims=True)
+    ds = softmax_vjp(z, h, u, axis=axis)
+    centred = g - jnp.sum(g * h, axis=axis, keepdims=True)
+    return ds * centred - h * jnp.sum(g * ds, axis=axis, keepdims=True)
 
 
 def _elementwise(fn: Callable, deriv: Callable, deriv2: Callable | None = None) -> Activation:
-    return Activation(fn, deriv, lambda z, h, g: g * deriv(z, h), deriv2)
+    return Activation(fn, deriv, lambda z, h, g, axis=-1: g * deriv(z, h), deriv2)
 
 
 ACTIVATIONS: dict[str, tuple[Callable, Callable | None]] = {

@@ -41,13 +41,15 @@ from jmlp.init import Params
 Array = jax.Array
 
 
-def output_delta(net: MLP, cache: Cache, t: Array, scale: Array) -> Array:
-    """``delta^L (B, n_out)`` for targets ``t (B, n_out)`` and batch weights ``scale (B,)``."""
+def output_delta(net: MLP, cache: Cache, t: Array, scale: Array, axis: int = -1) -> Array:
+    """``delta^L (B, n_out)`` for targets ``t (B, n_out)`` and batch weights ``scale (B,)``
+    (``axis``: the class axis, where another layout puts it)."""
     z, h = cache.z[-1], cache.h[-1]
+    scale = jnp.expand_dims(scale, axis)
     if net.fused is not None:
-        return scale[:, None] * net.fused.delta(z, h, t)
-    g = scale[:, None] * net.loss_fn.grad(h, t)
-    return net.activations[-1].vjp(z, h, g)
+        return scale * net.fused.delta(z, h, t, axis=axis)
+    g = scale * net.loss_fn.grad(h, t, axis=axis)
+    return net.activations[-1].vjp(z, h, g, axis=axis)
 
 
 def backward(
@@ -73,18 +75,14 @@ def layer_grads(
     return [layout.grads(h, delta) for h, delta in zip(cache.h, deltas)]
 
 
-def _output(net: MLP, z: Array, h: Array, t: Array, s: Array) -> tuple[Array, Array]:
-    """Rows of the output layer: ``(s_n l_n (R,), delta^L (R, n_out))``."""
-    cache = Cache([h], [z])
-    return s * per_example_loss(net, cache, t), output_delta(net, cache, t, s)
-
-
 def delta_rule(
     net: MLP, params: Params, x: Array, t: Array, scale: Array, layout: Layout
 ) -> tuple[Array, Params, list[Array]]:
     """``(sum_n s_n l_n, grads, deltas)`` without L2: forward, output delta, delta rule, grads."""
     cache = forward_cache(net, params, x, layout)
-    losses, delta = layout.rows(partial(_output, net), (cache.z[-1], cache.h[-1]), (t, scale))
+    t, scale = layout.examples(t), layout.examples(scale)
+    losses = scale * per_example_loss(net, cache, t, layout.classes)
+    delta = output_delta(net, cache, t, scale, layout.classes)
     deltas = backward(net, params, cache, delta, layout)
     return layout.batch_sum(losses), layer_grads(net, cache, deltas, layout), deltas
 
@@ -131,19 +129,6 @@ def autodiff(net: MLP, params: Params, x, y, *, l2=0.0, weights=None) -> tuple[A
 # ----------------------------------------------------------------------------- G networks at once
 
 
-def _columns_rows(f, arrays, examples):
-    """``f`` on every example (column ``b``) of ``(G, n, B)`` arrays: rows ``(G, n)``, with the
-    shared per-example ``examples`` (``(B, ...)``) broadcast to the ``G`` members."""
-    members = arrays[0].shape[0]
-
-    def one(*args):
-        shared = [jnp.broadcast_to(e, (members,) + e.shape) for e in args[len(arrays) :]]
-        return f(*args[: len(arrays)], *shared)
-
-    in_axes = (-1,) * len(arrays) + (0,) * len(examples)
-    return jax.vmap(one, in_axes=in_axes, out_axes=-1)(*arrays, *examples)
-
-
 def _einsum(net: MLP, spec: str, a: Array, b: Array) -> Array:
     """``einsum(spec, a, b)`` in the spec's compute dtype and precision, result in ``a``'s dtype."""
     if net.compute_dtype is None:
@@ -162,8 +147,9 @@ def member_columns(net: MLP) -> Layout:
         z^T = W^T h^T + b          (one wide matmul for the shared input, batched after)
         delta W^T  ->  W delta^T,  dL/dW = (delta^T h)^T,  dL/db = sum over the batch (minor) axis
 
-    XLA:CPU runs reductions over a tiny minor axis (softmax over 3 classes as ``(G, B, 3)``)
-    ~50x slower than with the batch minor, and this layout needs no large transpose.
+    The output units are axis 1 (``(G, n_L, B)``): the tables' softmax and losses reduce over it
+    there, with the batch minor. XLA:CPU runs a reduction over a tiny minor axis (3 classes as
+    ``(G, B, 3)``) many times slower; and this layout needs no large transpose.
     """
     return Layout(
         affine=lambda h, layer: (
@@ -177,7 +163,8 @@ def member_columns(net: MLP) -> Layout:
             ),
             "b": jnp.sum(delta, axis=2),
         },
-        rows=_columns_rows,
+        classes=1,
+        examples=lambda a: jnp.moveaxis(a, 0, -1)[None],  # (B, ...) -> (1, ..., B)
         batch_sum=lambda a: jnp.sum(a, axis=-1),
     )
 

@@ -159,16 +159,18 @@ class Layout(NamedTuple):
     - ``affine(h, layer)``: ``z^l = h^{l-1} W^l + b^l``
     - ``back(delta, layer)``: ``delta^l W^l^T`` (the delta rule's product, before ``sigma'``)
     - ``grads(h, delta)``: ``{"W": h^{l-1}^T delta^l, "b": sum_n delta^l_n}``
-    - ``rows(f, arrays, examples)``: ``f``, a table function of rows ``(R, n)``, applied to every
-      example; ``arrays`` in this layout, ``examples`` batch-major ``(B, ...)`` (targets,
-      weights) shared by every member; results in this layout
+    - ``classes``: the axis of the output units in this layout's arrays (the axis the tables'
+      softmax and losses reduce over)
+    - ``examples(a)``: per-example data ``(B, ...)`` (targets, batch weights) arranged to
+      broadcast against this layout's arrays
     - ``batch_sum(a)``: sum over the batch axis of per-example values
     """
 
     affine: Callable
     back: Callable
     grads: Callable
-    rows: Callable
+    classes: int
+    examples: Callable
     batch_sum: Callable
 
 
@@ -183,7 +185,8 @@ def batch_major(net: "MLP") -> Layout:
             "W": matmul(net, jax.lax.optimization_barrier(h.T), delta),
             "b": jnp.sum(delta, axis=0),
         },
-        rows=lambda f, arrays, examples: f(*arrays, *examples),
+        classes=-1,
+        examples=lambda a: a,
         batch_sum=lambda a: jnp.sum(a, axis=0),
     )
 
@@ -346,7 +349,7 @@ def forward_cache(net: MLP, params: Params, x: Array, layout: Layout | None = No
     h, zs, hs = x, [], [x]
     for layer, act in zip(params, net.activations):
         z = layout.affine(h, layer)
-        h = act.fn(z) if act.deriv is not None else layout.rows(act.fn, (z,), ())
+        h = act.fn(z) if act.deriv is not None else act.fn(z, axis=layout.classes)
         zs.append(z)
         hs.append(h)
     return Cache(hs, zs)
@@ -358,11 +361,12 @@ def forward(net: MLP, params: Params, x) -> Array:
     return out[0] if jnp.ndim(x) == 1 else out
 
 
-def per_example_loss(net: MLP, cache: Cache, t: Array) -> Array:
-    """``l_n`` for every example, ``(B,)``; fused pairs are computed from ``z^L``."""
+def per_example_loss(net: MLP, cache: Cache, t: Array, axis: int = -1) -> Array:
+    """``l_n`` for every example, ``(B,)``; fused pairs are computed from ``z^L``. ``axis``: the
+    class axis of ``h^L``, ``z^L`` and ``t`` (the last, in the batch-major layout)."""
     if net.fused is not None:
-        return net.fused.value(cache.z[-1], t)
-    return net.loss_fn.value(cache.h[-1], t)
+        return net.fused.value(cache.z[-1], t, axis=axis)
+    return net.loss_fn.value(cache.h[-1], t, axis=axis)
 
 
 def example_scale(net: MLP, batch: int, weights, dtype) -> Array:

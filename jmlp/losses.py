@@ -65,57 +65,59 @@ class FusedLoss(NamedTuple):
     hvp: Callable[[Array, Array, Array, Array], Array] | None = None
 
 
-def mse(y: Array, t: Array) -> Array:
-    return jnp.mean((y - t) ** 2, axis=-1)
+def mse(y: Array, t: Array, *, axis: int = -1) -> Array:
+    return jnp.mean((y - t) ** 2, axis=axis)
 
 
-def mse_grad(y: Array, t: Array) -> Array:
-    return 2 * (y - t) / y.shape[-1]
+def mse_grad(y: Array, t: Array, *, axis: int = -1) -> Array:
+    return 2 * (y - t) / y.shape[axis]
 
 
-def mse_hess(y: Array, t: Array) -> Array:
-    return jnp.full_like(y, 2 / y.shape[-1])
+def mse_hess(y: Array, t: Array, *, axis: int = -1) -> Array:
+    return jnp.full_like(y, 2 / y.shape[axis])
 
 
-def half_sse(y: Array, t: Array) -> Array:
-    return 0.5 * jnp.sum((y - t) ** 2, axis=-1)
+def half_sse(y: Array, t: Array, *, axis: int = -1) -> Array:
+    return 0.5 * jnp.sum((y - t) ** 2, axis=axis)
 
 
-def half_sse_grad(y: Array, t: Array) -> Array:
+def half_sse_grad(y: Array, t: Array, *, axis: int = -1) -> Array:
     return y - t
 
 
-def half_sse_hess(y: Array, t: Array) -> Array:
+def half_sse_hess(y: Array, t: Array, *, axis: int = -1) -> Array:
     return jnp.ones_like(y)
 
 
-def mae(y: Array, t: Array) -> Array:
+def mae(y: Array, t: Array, *, axis: int = -1) -> Array:
     r = y - t
-    return jnp.mean(r * jnp.sign(r), axis=-1)  # |r|, with subgradient sign(0) = 0
+    return jnp.mean(r * jnp.sign(r), axis=axis)  # |r|, with subgradient sign(0) = 0
 
 
-def mae_grad(y: Array, t: Array) -> Array:
-    return jnp.sign(y - t) / y.shape[-1]
+def mae_grad(y: Array, t: Array, *, axis: int = -1) -> Array:
+    return jnp.sign(y - t) / y.shape[axis]
 
 
-def mae_hess(y: Array, t: Array) -> Array:
+def mae_hess(y: Array, t: Array, *, axis: int = -1) -> Array:
     return jnp.zeros_like(y)
 
 
-def huber(y: Array, t: Array, delta: float = 1.0) -> Array:
+def huber(y: Array, t: Array, delta: float = 1.0, *, axis: int = -1) -> Array:
     r = y - t
     abs_r = r * jnp.sign(r)
-    return jnp.mean(jnp.where(abs_r <= delta, 0.5 * r * r, delta * (abs_r - 0.5 * delta)), axis=-1)
+    return jnp.mean(
+        jnp.where(abs_r <= delta, 0.5 * r * r, delta * (abs_r - 0.5 * delta)), axis=axis
+    )
 
 
-def huber_grad(y: Array, t: Array, delta: float = 1.0) -> Array:
+def huber_grad(y: Array, t: Array, delta: float = 1.0, *, axis: int = -1) -> Array:
     r = y - t
-    return jnp.where(r * jnp.sign(r) <= delta, r, delta * jnp.sign(r)) / y.shape[-1]
+    return jnp.where(r * jnp.sign(r) <= delta, r, delta * jnp.sign(r)) / y.shape[axis]
 
 
-def huber_hess(y: Array, t: Array, delta: float = 1.0) -> Array:
+def huber_hess(y: Array, t: Array, delta: float = 1.0, *, axis: int = -1) -> Array:
     r = y - t
-    return (r * jnp.sign(r) <= delta).astype(y.dtype) / y.shape[-1]
+    return (r * jnp.sign(r) <= delta).astype(y.dtype) / y.shape[axis]
 
 
 def _clip_probability(y: Array) -> Array:
@@ -128,44 +130,44 @@ def _inside_clip(y: Array) -> Array:
     return (y >= eps) & (y <= 1 - eps)
 
 
-def binary_cross_entropy(y: Array, t: Array) -> Array:
+def binary_cross_entropy(y: Array, t: Array, *, axis: int = -1) -> Array:
     p = _clip_probability(y)
-    return -jnp.sum(t * jnp.log(p) + (1 - t) * jnp.log(1 - p), axis=-1)
+    return -jnp.sum(t * jnp.log(p) + (1 - t) * jnp.log(1 - p), axis=axis)
 
 
-def binary_cross_entropy_grad(y: Array, t: Array) -> Array:
+def binary_cross_entropy_grad(y: Array, t: Array, *, axis: int = -1) -> Array:
     p = _clip_probability(y)
     return jnp.where(_inside_clip(y), (1 - t) / (1 - p) - t / p, 0)
 
 
-def binary_cross_entropy_hess(y: Array, t: Array) -> Array:
+def binary_cross_entropy_hess(y: Array, t: Array, *, axis: int = -1) -> Array:
     p = _clip_probability(y)
     return jnp.where(_inside_clip(y), t / (p * p) + (1 - t) / ((1 - p) * (1 - p)), 0)
 
 
-def cross_entropy(y: Array, t: Array) -> Array:
-    return -jnp.sum(t * jnp.log(_clip_probability(y)), axis=-1)
+def cross_entropy(y: Array, t: Array, *, axis: int = -1) -> Array:
+    return -jnp.sum(t * jnp.log(_clip_probability(y)), axis=axis)
 
 
-def cross_entropy_grad(y: Array, t: Array) -> Array:
+def cross_entropy_grad(y: Array, t: Array, *, axis: int = -1) -> Array:
     return jnp.where(_inside_clip(y), -t / _clip_probability(y), 0)
 
 
-def cross_entropy_hess(y: Array, t: Array) -> Array:
+def cross_entropy_hess(y: Array, t: Array, *, axis: int = -1) -> Array:
     p = _clip_probability(y)
     return jnp.where(_inside_clip(y), t / (p * p), 0)
 
 
-def hinge(y: Array, t: Array) -> Array:
+def hinge(y: Array, t: Array, *, axis: int = -1) -> Array:
     margin = t * y
-    return jnp.sum(jnp.where(margin < 1, 1 - margin, 0), axis=-1)
+    return jnp.sum(jnp.where(margin < 1, 1 - margin, 0), axis=axis)
 
 
-def hinge_grad(y: Array, t: Array) -> Array:
+def hinge_grad(y: Array, t: Array, *, axis: int = -1) -> Array:
     return jnp.where(t * y < 1, -t, 0)
 
 
-def hinge_hess(y: Array, t: Array) -> Array:
+def hinge_hess(y: Array, t: Array, *, axis: int = -1) -> Array:
     return jnp.zeros_like(y)
 
 
@@ -193,42 +195,42 @@ def _log_sigmoid(z: Array) -> Array:
     return -jnp.logaddexp(-z, jnp.zeros_like(z))
 
 
-def _sigmoid_binary_cross_entropy(z: Array, t: Array) -> Array:
+def _sigmoid_binary_cross_entropy(z: Array, t: Array, *, axis: int = -1) -> Array:
     """-[t log sigma(z) + (1 - t) log sigma(-z)]: two non-negative terms, nothing cancels."""
-    return -jnp.sum(t * _log_sigmoid(z) + (1 - t) * _log_sigmoid(-z), axis=-1)
+    return -jnp.sum(t * _log_sigmoid(z) + (1 - t) * _log_sigmoid(-z), axis=axis)
 
 
-def _softmax_cross_entropy_hvp(z: Array, h: Array, t: Array, v: Array) -> Array:
+def _softmax_cross_entropy_hvp(z: Array, h: Array, t: Array, v: Array, *, axis: int = -1) -> Array:
     """sum(t) (diag(s) - s s^T) v = sum(t) (s * v - s <s, v>), per example."""
-    return jnp.sum(t, axis=-1, keepdims=True) * h * (v - jnp.sum(h * v, axis=-1, keepdims=True))
+    return jnp.sum(t, axis=axis, keepdims=True) * h * (v - jnp.sum(h * v, axis=axis, keepdims=True))
 
 
-def _sigmoid_binary_cross_entropy_delta(z: Array, h: Array, t: Array) -> Array:
+def _sigmoid_binary_cross_entropy_delta(z: Array, h: Array, t: Array, *, axis: int = -1) -> Array:
     """h - t = (1 - t) sigma(z) - t sigma(-z) (h - 1 would cancel for z >> 0)."""
     return (1 - t) * h - t * jax.nn.sigmoid(-z)
 
 
-def _sigmoid_cross_entropy(z: Array, t: Array) -> Array:
+def _sigmoid_cross_entropy(z: Array, t: Array, *, axis: int = -1) -> Array:
     """-sum t log sigma(z)."""
-    return -jnp.sum(t * _log_sigmoid(z), axis=-1)
+    return -jnp.sum(t * _log_sigmoid(z), axis=axis)
 
 
-def _sigmoid_cross_entropy_delta(z: Array, h: Array, t: Array) -> Array:
+def _sigmoid_cross_entropy_delta(z: Array, h: Array, t: Array, *, axis: int = -1) -> Array:
     """d/dz [-t log sigma(z)] = -t (1 - h) = -t sigma(-z)."""
     return -t * jax.nn.sigmoid(-z)
 
 
-def _log_softmax(z: Array) -> tuple[Array, Array]:
+def _log_softmax(z: Array, *, axis: int = -1) -> tuple[Array, Array]:
     """``log s = z - c - log1p(S - 1)`` for logits ``z (B, n)``, ``c = max_j z_j``,
     ``S = sum_j e^(z_j - c)``, and ``S - 1 (B, 1)``, summed without the 1 of the largest logit
     (``S - 1`` would cancel, and log S lose the precision of log s for a dominant class)."""
-    c = jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))
+    c = jax.lax.stop_gradient(jnp.max(z, axis=axis, keepdims=True))
     top = z == c
     e = jnp.exp(z - c)
     # e - 1 is exactly 0 at a maximum and carries de/dz = e there (autodiff stays exact); each
     # further maximum of a tie adds its 1
-    rest = jnp.sum(jnp.where(top, e - 1, e), axis=-1, keepdims=True)
-    rest = rest + (jnp.sum(top, axis=-1, keepdims=True) - 1)
+    rest = jnp.sum(jnp.where(top, e - 1, e), axis=axis, keepdims=True)
+    rest = rest + (jnp.sum(top, axis=axis, keepdims=True) - 1)
     return z - c - jnp.log1p(rest), rest
 
 
@@ -238,62 +240,62 @@ def _dominant(h: Array) -> Array:
     return h > 0.5
 
 
-def _log_sum_exp_others(z: Array, dominant: Array) -> tuple[Array, Array]:
+def _log_sum_exp_others(z: Array, dominant: Array, *, axis: int = -1) -> tuple[Array, Array]:
     """``log sum_{j not dominant} e^(z_j - max z)`` and the weights ``e^z_j / sum_{k not dominant}
     e^z_k`` (0 at the dominant class), shifted by the largest of those logits so that neither
     underflows when the dominant class takes nearly all the probability (n >= 2)."""
-    c = jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))
+    c = jax.lax.stop_gradient(jnp.max(z, axis=axis, keepdims=True))
     z_others = jnp.where(dominant, -jnp.inf, z)
-    c2 = jax.lax.stop_gradient(jnp.max(z_others, axis=-1, keepdims=True))
+    c2 = jax.lax.stop_gradient(jnp.max(z_others, axis=axis, keepdims=True))
     e2 = jnp.exp(z_others - c2)
-    sum2 = jnp.sum(e2, axis=-1, keepdims=True)
+    sum2 = jnp.sum(e2, axis=axis, keepdims=True)
     return (c2 - c) + jnp.log(sum2), e2 / sum2
 
 
-def _softmax_cross_entropy(z: Array, t: Array) -> Array:
+def _softmax_cross_entropy(z: Array, t: Array, *, axis: int = -1) -> Array:
     """-sum t log s, log s from the logits."""
-    return -jnp.sum(t * _log_softmax(z)[0], axis=-1)
+    return -jnp.sum(t * _log_softmax(z, axis=axis)[0], axis=axis)
 
 
-def _softmax_cross_entropy_delta(z: Array, h: Array, t: Array) -> Array:
+def _softmax_cross_entropy_delta(z: Array, h: Array, t: Array, *, axis: int = -1) -> Array:
     """h sum(t) - t; for a dominant class (h > 1/2) sum_{k != j} t_k - sum(t) sum_{k != j} h_k,
     where h sum(t) - t would cancel (h_j = 1 - tiny)."""
     dominant = _dominant(h)
-    total = jnp.sum(t, axis=-1, keepdims=True)
-    t_others = jnp.sum(jnp.where(dominant, 0, t), axis=-1, keepdims=True)
-    h_others = jnp.sum(jnp.where(dominant, 0, h), axis=-1, keepdims=True)  # 1 - h_dominant
+    total = jnp.sum(t, axis=axis, keepdims=True)
+    t_others = jnp.sum(jnp.where(dominant, 0, t), axis=axis, keepdims=True)
+    h_others = jnp.sum(jnp.where(dominant, 0, h), axis=axis, keepdims=True)  # 1 - h_dominant
     return jnp.where(dominant, t_others - total * h_others, h * total - t)
 
 
-def _softmax_binary_cross_entropy(z: Array, t: Array) -> Array:
+def _softmax_binary_cross_entropy(z: Array, t: Array, *, axis: int = -1) -> Array:
     """-sum [t log s + (1 - t) log(1 - s)], both logs from the logits: log(1 - s) is log1p(-s)
     for s <= 1/2, else log sum_{k != j} e^z_k - log sum_k e^z_k (two negative terms)."""
-    log_s, rest = _log_softmax(z)
+    log_s, rest = _log_softmax(z, axis=axis)
     s = jnp.exp(log_s)
     dominant = _dominant(s)
-    log_others = _log_sum_exp_others(z, dominant)[0]
+    log_others = _log_sum_exp_others(z, dominant, axis=axis)[0]
     log_1ms = jnp.where(
         dominant, log_others - jnp.log1p(rest), jnp.log1p(-jnp.where(dominant, 0, s))
     )
-    return -jnp.sum(t * log_s + (1 - t) * log_1ms, axis=-1)
+    return -jnp.sum(t * log_s + (1 - t) * log_1ms, axis=axis)
 
 
-def _softmax_binary_cross_entropy_delta(z: Array, h: Array, t: Array) -> Array:
+def _softmax_binary_cross_entropy_delta(z: Array, h: Array, t: Array, *, axis: int = -1) -> Array:
     """dl/dz_j = h_j (1 + T - 2 t_j - Q_j) - t_j (1 - h_j), with T = sum_k t_k, the odds
     q_k = h_k / (1 - h_k) and Q_j = sum_{k != j} (1 - t_k) q_k. The odds of a dominant class d may
     overflow, so for j != d the product h_j q_d is formed as h_d e^z_j / sum_{k != d} e^z_k."""
     dominant = _dominant(h)
-    h_others = jnp.sum(jnp.where(dominant, 0, h), axis=-1, keepdims=True)
+    h_others = jnp.sum(jnp.where(dominant, 0, h), axis=axis, keepdims=True)
     one_minus_h = jnp.where(dominant, h_others, 1 - h)
     odds = jnp.where(dominant, 0, h / one_minus_h)  # <= 1 off the dominant class
-    q_others = jnp.sum((1 - t) * odds, axis=-1, keepdims=True)  # Q_d
-    h_d = jnp.sum(jnp.where(dominant, h, 0), axis=-1, keepdims=True)  # 0 without one
-    t_d = jnp.sum(jnp.where(dominant, t, 0), axis=-1, keepdims=True)
-    weights = _log_sum_exp_others(z, dominant)[1]
+    q_others = jnp.sum((1 - t) * odds, axis=axis, keepdims=True)  # Q_d
+    h_d = jnp.sum(jnp.where(dominant, h, 0), axis=axis, keepdims=True)  # 0 without one
+    t_d = jnp.sum(jnp.where(dominant, t, 0), axis=axis, keepdims=True)
+    weights = _log_sum_exp_others(z, dominant, axis=axis)[1]
     h_q = jnp.where(
         dominant, h * q_others, (1 - t_d) * h_d * weights + h * (q_others - (1 - t) * odds)
     )
-    return h * (1 + jnp.sum(t, axis=-1, keepdims=True) - 2 * t) - h_q - t * one_minus_h
+    return h * (1 + jnp.sum(t, axis=axis, keepdims=True) - 2 * t) - h_q - t * one_minus_h
 
 
 # (output activation, loss) pairs computed from z^L. For softmax + cross-entropy, sigmoid +
@@ -308,13 +310,17 @@ FUSED: dict[tuple[str, str], FusedLoss] = {
     ("sigmoid", "binary_cross_entropy"): FusedLoss(
         _sigmoid_binary_cross_entropy,
         _sigmoid_binary_cross_entropy_delta,
-        lambda z, h, t, v: h * (1 - h) * v,
+        lambda z, h, t, v, axis=-1: h * (1 - h) * v,
     ),
-    ("identity", "half_sse"): FusedLoss(half_sse, lambda z, h, t: z - t, lambda z, h, t, v: v),
+    ("identity", "half_sse"): FusedLoss(
+        half_sse, lambda z, h, t, axis=-1: z - t, lambda z, h, t, v, axis=-1: v
+    ),
     ("sigmoid", "cross_entropy"): FusedLoss(
         _sigmoid_cross_entropy,
         _sigmoid_cross_entropy_delta,
-        lambda z, h, t, v: t * jax.nn.sigmoid(z) * jax.nn.sigmoid(-z) * v,  # d/dz of -t s(-z)
+        lambda z, h, t, v, axis=-1: (
+            t * jax.nn.sigmoid(z) * jax.nn.sigmoid(-z) * v
+        ),  # d/dz of -t s(-z)
     ),
     ("softmax", "binary_cross_entropy"): FusedLoss(
         _softmax_binary_cross_entropy, _softmax_binary_cross_entropy_delta

@@ -15,6 +15,8 @@ from jmlp.activations import (
     OUTPUT_ONLY,
     SECOND_DERIVATIVES,
     get_activation,
+    softmax,
+    softmax_vjp,
     softmax_vjp_derivative,
 )
 
@@ -371,3 +373,16 @@ def test_unknown_name_lists_the_known_ones():
     message = str(info.value)
     assert "'swish'" in message
     assert all(name in message for name in ACTIVATIONS)
+
+
+def test_softmax_and_its_products_along_any_class_axis():
+    """softmax, its vjp and second-order term with the classes on axis 0 of ``(n, B)`` arrays."""
+    rng = np.random.default_rng(5)
+    z, g, u = (rng.normal(size=(6, 4)) for _ in range(3))
+    h = softmax(z)
+    np.testing.assert_allclose(softmax(z.T, axis=0).T, h, rtol=1e-14)
+    np.testing.assert_allclose(
+        softmax_vjp(z.T, h.T, g.T, axis=0).T, softmax_vjp(z, h, g), rtol=1e-14
+    )
+    turned = softmax_vjp_derivative(z.T, h.T, g.T, u.T, axis=0).T
+    np.testing.assert_allclose(turned, softmax_vjp_derivative(z, h, g, u), rtol=1e-13)

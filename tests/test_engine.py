@@ -61,6 +61,10 @@ PASS_CASES = [  # (sizes, hidden, output, loss, reduction)
     ((3, 5, 4, 2), "sigmoid", "sigmoid", "binary_cross_entropy", "mean"),
     ((3, 5, 3), "gelu", "softmax", "mse", "mean"),
     ((3, 2), "relu", "identity", "huber", "mean"),
+    ((3, 4, 3), "elu", "sigmoid", "cross_entropy", "mean"),
+    ((3, 4, 3), "tanh", "softmax", "binary_cross_entropy", "sum"),
+    ((3, 4, 2), "softplus", "identity", "half_sse", "mean"),
+    ((3, 4, 2), "leaky_relu", "tanh", "hinge", "mean"),
 ]
 
 
@@ -71,6 +75,8 @@ def test_backprop_many_equals_vmapped_autodiff(case):
     x, y = data(7, sizes[0], sizes[-1], labels=loss == "cross_entropy")
     if loss == "binary_cross_entropy":
         y = np.random.default_rng(1).uniform(size=y.shape)
+    if loss == "hinge":
+        y = np.sign(y)
     params, l2 = stacked(net), jnp.array([0.0, 0.1, 0.2, 0.3])
     weights = jnp.array([1.0, 1, 0, 1, 1, 1, 0])
     values, grads = backprop_many(net, params, x, y, l2=l2, weights=weights)

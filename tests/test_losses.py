@@ -462,3 +462,33 @@ def test_exact_reference_delta_is_the_gradient_of_its_value():
                 )
                 slope = (value_up - value_down) / (2 * h)
                 assert abs(slope - delta[j]) < decimal.Decimal("1e-60"), (out, loss, j)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_losses_reduce_over_any_class_axis(name):
+    """value, grad and hess with the output units on axis 0 of ``(n, B)`` arrays equal the rows'
+    (the ensemble layout keeps them on an inner axis)."""
+    rng = np.random.default_rng(3)
+    y, t = rng.uniform(0.05, 0.95, (6, 4)), rng.uniform(size=(6, 4))
+    t = np.sign(t - 0.5) if name == "hinge" else t
+    loss = LOSSES[name]
+    for part, transpose in ((loss.value, False), (loss.grad, True), (loss.hess, True)):
+        rows, columns = part(y, t), part(y.T, t.T, axis=0)
+        np.testing.assert_allclose(columns.T if transpose else columns, rows, rtol=1e-14)
+
+
+@pytest.mark.parametrize("pair", sorted(FUSED))
+def test_fused_pairs_reduce_over_any_class_axis(pair):
+    rng = np.random.default_rng(4)
+    z, t = rng.normal(size=(6, 4)) * 5, rng.dirichlet(np.ones(4), 6)
+    h = get_activation(pair[0]).fn(z)
+    fused = FUSED[pair]
+    np.testing.assert_allclose(fused.value(z.T, t.T, axis=0), fused.value(z, t), rtol=1e-13)
+    np.testing.assert_allclose(
+        fused.delta(z.T, h.T, t.T, axis=0).T, fused.delta(z, h, t), rtol=1e-13
+    )
+    if fused.hvp is not None:
+        v = rng.normal(size=z.shape)
+        np.testing.assert_allclose(
+            fused.hvp(z.T, h.T, t.T, v.T, axis=0).T, fused.hvp(z, h, t, v), rtol=1e-13
+        )
