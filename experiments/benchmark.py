@@ -12,10 +12,13 @@
 4. recompile: a loop of fit calls that builds a fresh but equal optimizer each time, over the
    same loop reusing one optimizer object (optax.adam and jmlp.optim.adam). Target <= 1.3.
 5. sweep: a 64-member learning-rate sweep as a Python loop of fit with the rate as data
-   (hparams), over one fit_many call. Target <= 3.
+   (hparams), over one fit_many call (and over fit_many with its members split over the devices,
+   where there are several). Target <= 3.
 6. ensemble: fit_many with 8, 64, 512 members of 5-50-3 (400 examples, batch 50, 100 epochs,
    Adam): time per member over the one-member run of the same engine (jmlp.fit). Target 512:
-   <= 1/10. Also the ensemble's FLOP rate over a 1024^3 matmul's.
+   <= 1/10; on one device, and with the members split over the devices. Also the ensemble's FLOP
+   rate over a 1024^3 matmul's. On a CPU the script makes one jax device per core (XLA_FLAGS,
+   set before jax is imported), which leaves the single-device runs as they are.
 7. doc003: document 003's run (5-50-3, 500 epochs of 8 fixed batches, Adam eps inside the root)
    for 100 seeds in one fit_many call, time per seed over the document's own numpy algorithm
    per seed (a transcription of its code). Target <= 1/20.
@@ -30,8 +33,15 @@ tables; writes results.json (with the device and jax version) to --out.
 """
 
 import itertools
+import os
 import time
 from functools import partial
+
+# On a CPU, one jax device per core (before jax is imported): fit_many can then split its members
+# over the cores (mesh=jmlp.data_mesh()); single-device runs are unchanged by it.
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    cores = f"--xla_force_host_platform_device_count={os.cpu_count()}"
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {cores}".strip()
 
 import jax
 import jax.numpy as jnp
@@ -308,13 +318,24 @@ def sweep(cfg, repeats):
             for i, rate in enumerate(rates)
         ]
 
-    def many():
+    def many(mesh=None):
         return jmlp.fit_many(
-            net, optax.adam, x, y, params=stack, hparams={"learning_rate": rates}, **kw
+            net, optax.adam, x, y, params=stack, hparams={"learning_rate": rates}, mesh=mesh, **kw
         ).params
 
-    times = best_times({"loop of fit": loop, "fit_many": many}, repeats)
-    return {"members": m, **times, "ratio": times["loop of fit"] / times["fit_many"]}
+    runs = {"loop of fit": loop, "fit_many": many} | _over_devices(many)
+    times = best_times(runs, repeats)
+    ratios = {
+        f"ratio, {k}": times["loop of fit"] / t for k, t in times.items() if k != "loop of fit"
+    }
+    return {"members": m, "devices": jax.device_count(), **times, **ratios}
+
+
+def _over_devices(run) -> dict:
+    """``{"fit_many over D devices": run(mesh=...)}`` when there are several devices, else {}."""
+    if jax.device_count() == 1:
+        return {}
+    return {f"fit_many over {jax.device_count()} devices": partial(run, mesh=jmlp.data_mesh())}
 
 
 # ----------------------------------------------------------------------------- 6. ensembles
@@ -335,14 +356,17 @@ def ensemble(cfg, repeats):
     opt = optax.adam(cfg["lr"])
     kw = {"epochs": c["epochs"], "batch_size": c["batch"], "key": jax.random.key(1)}
 
-    def many(stack):
-        return jmlp.fit_many(net, opt, x, y, params=stack, **kw).params
+    def many(stack, mesh=None):
+        return jmlp.fit_many(net, opt, x, y, params=stack, mesh=mesh, **kw).params
 
     def stack_of(m):
         return jmlp.init_many(jax.random.split(jax.random.key(0), m), c["sizes"])
 
-    runs = {1: partial(fit_params, net, params, opt, x, y, **kw)}
-    runs |= {m: partial(many, stack_of(m)) for m in cfg["members"]}
+    runs = {(1, 1): partial(fit_params, net, params, opt, x, y, **kw)}
+    runs |= {(m, 1): partial(many, stack_of(m)) for m in cfg["members"]}
+    if jax.device_count() > 1:
+        mesh = jmlp.data_mesh()
+        runs |= {(m, mesh.size): partial(many, stack_of(m), mesh) for m in cfg["members"]}
     times = best_times(runs, repeats)
     steps = c["epochs"] * -(-c["n"] // c["batch"])
     flops = steps * train_flops(c["sizes"], c["batch"])
@@ -350,12 +374,13 @@ def ensemble(cfg, repeats):
     rows = [
         {
             "members": m,
+            "devices": d,
             "seconds": s,
-            "per_member_rel": s / m / times[1],
+            "per_member_rel": s / m / times[1, 1],
             "gflops": m * flops / s / 1e9,
             "fraction_of_matmul": m * flops / s / 1e9 / peak,
         }
-        for m, s in times.items()
+        for (m, d), s in times.items()
     ]
     return {"rows": rows, "matmul_gflops": peak, "matmul_size": cfg["matmul"]}
 
@@ -403,20 +428,19 @@ def doc003(cfg, repeats):
     keys = jax.random.split(jax.random.key(0), c["seeds"])
     stack = jmlp.init_many(keys, net.sizes, weight_init="lecun_normal")
 
-    def many():
+    def many(mesh=None):
         return jmlp.fit_many(
-            net, opt, x, y, params=stack, epochs=c["epochs"], batch_size=50, shuffle=False
-        ).params
+            net, opt, x, y, params=stack, epochs=c["epochs"], batch_size=50, shuffle=False,
+            mesh=mesh,
+        ).params  # fmt: skip
 
     first = jax.tree.map(np.asarray, jmlp.member(stack, 0))
-    runs = {
-        "fit_many, all seeds": many,
-        "numpy, one seed": partial(numpy_doc003, x, y, first, c["epochs"]),
-    }
-    times = best_times(runs, repeats)
-    per_seed = times["fit_many, all seeds"] / c["seeds"]
-    return {"seeds": c["seeds"], **times, "per_seed": per_seed,
-            "ratio": per_seed / times["numpy, one seed"]}  # fmt: skip
+    runs = {"fit_many": many, "numpy, one seed": partial(numpy_doc003, x, y, first, c["epochs"])}
+    times = best_times(runs | _over_devices(many), repeats)
+    numpy = times.pop("numpy, one seed")
+    rows = [{"run": k, "seconds": t, "per_seed": t / c["seeds"], "ratio": t / c["seeds"] / numpy}
+            for k, t in times.items()]  # fmt: skip
+    return {"seeds": c["seeds"], "numpy, one seed": numpy, "rows": rows}
 
 
 # ----------------------------------------------------------------------------- 8. per-example
@@ -588,12 +612,9 @@ def main():
     print(
         f"\n5. {r['members']}-member learning-rate sweep: loop of fit (rate as data) / fit_many; target <= 3"
     )
-    print(
-        table(
-            ["loop of fit s", "fit_many s", "ratio"],
-            [[r["loop of fit"], r["fit_many"], r["ratio"]]],
-        )
-    )
+    ratios = [k for k in r if k.startswith("ratio, ")]
+    print(table(["loop of fit s", *[k.removeprefix("ratio, ") + " s" for k in ratios], *ratios],
+                [[r["loop of fit"], *[r[k.removeprefix("ratio, ")] for k in ratios], *[r[k] for k in ratios]]]))  # fmt: skip
 
     results["ensemble"] = e = ensemble(cfg, repeats)
     print(
@@ -602,28 +623,19 @@ def main():
     )
     print(
         table(
-            ["members", "seconds", "per member rel.", "GFLOP/s", "fraction of matmul"],
-            [
-                [
-                    str(r["members"]),
-                    r["seconds"],
-                    r["per_member_rel"],
-                    r["gflops"],
-                    r["fraction_of_matmul"],
-                ]
-                for r in e["rows"]
-            ],
+            ["members", "devices", "seconds", "per member rel.", "GFLOP/s", "fraction of matmul"],
+            [[str(r["members"]), str(r["devices"]), r["seconds"], r["per_member_rel"], r["gflops"],
+              r["fraction_of_matmul"]] for r in e["rows"]],
         )
-    )
+    )  # fmt: skip
 
     results["doc003"] = r = doc003(cfg, repeats)
-    print(
-        f"\n7. document 003, {r['seeds']} seeds in one fit_many: time per seed / its numpy code; target <= 1/20"
-    )
+    print(f"\n7. document 003, {r['seeds']} seeds in one fit_many: time per seed / its numpy code "
+          f"({r['numpy, one seed']:.4g} s per seed); target <= 1/20")  # fmt: skip
     print(
         table(
-            ["fit_many s", "per seed s", "numpy s", "ratio"],
-            [[r["fit_many, all seeds"], r["per_seed"], r["numpy, one seed"], r["ratio"]]],
+            ["run", "seconds", "per seed s", "ratio"],
+            [[x["run"], x["seconds"], x["per_seed"], x["ratio"]] for x in r["rows"]],
         )
     )
 
