@@ -1,31 +1,28 @@
-"""Data parallelism with ``jax.sharding``: a mesh over devices, the mini-batch split across it,
-parameters and optimizer state replicated.
+"""Devices and processes with ``jax.sharding``: a mesh over devices, data and state placed on it.
 
     mesh = jmlp.data_mesh()                      # all devices, one axis named "batch"
-    result = jmlp.fit(net, params, optimizer, x, y, batch_size=256, key=key, mesh=mesh)
+    jmlp.fit(net, params, optimizer, x, y, batch_size=256, key=key, mesh=mesh)   # data parallel
+    jmlp.fit_many(net, optimizer, x, y, params=stack, key=key, mesh=mesh)       # members split
 
 ``fit(..., mesh=mesh)`` places the data, params and optimizer state replicated on the mesh and
-constrains every step's mini-batch ``x[idx] (B, n_in)`` to be split along its batch axis (B must
-be a multiple of the mesh size): each device runs the forward and backward pass on ``B / D``
+constrains every step's mini-batch ``x[idx] (B, n_in)`` to be split along its batch axis (B a
+multiple of the mesh size): each device runs the forward and backward pass on ``B / D``
 examples; the gradient ``dL/dW = h^T delta`` sums over the batch, so XLA inserts one all-reduce
-per step, and every device applies the same optimizer update to its copy of the params. The
-result equals one device's to float rounding (the sums are added in another order). The whole
-epoch stays one compiled ``lax.scan``: dispatching sharded steps one by one from a Python loop
-deadlocked XLA:CPU's all-reduce on simulated devices here.
+per step, and every device applies the same update to its copy of the params. The result equals
+one device's to float rounding (the sums are added in another order). ``fit_many(...,
+mesh=mesh)`` splits its members over the devices instead (:func:`member_sharding`): no
+communication at all.
 
 **Simulated devices (tests, laptops).** ``XLA_FLAGS=--xla_force_host_platform_device_count=8``
-must be set before jax is imported (it splits the CPU into 8 devices; nothing gets faster).
+must be set before jax is imported (it splits the CPU into 8 devices).
 
-**Several hosts.** Each process calls ``jax.distributed.initialize()`` first (on Cloud TPU and
-Slurm/Open MPI clusters without arguments; otherwise ``coordinator_address="host0:1234",
-num_processes=P, process_id=i``); ``jax.devices()`` then lists every device of every process and
-``data_mesh()`` spans them all. Every process runs the same program on the same arguments
-(same ``key``, same params); with ``fit`` each process passes the full data set, which is
-replicated. For data sets too large for that, build the global batch from per-process shards
-with ``jax.make_array_from_process_local_data(batch_sharding(mesh), local_rows)`` and run your
-own jitted step (the pattern of :func:`shard_batch`). Only process 0 should write files
-(``jax.process_index() == 0``). See the JAX guide "Distributed arrays and automatic
-parallelization" and "Multi-process environments".
+**Several processes.** Each process calls ``jax.distributed.initialize()`` first; ``jax.devices()``
+then lists every device of every process and ``data_mesh()`` spans them all. Host values passed
+to ``fit`` (numpy arrays, or arrays on this process's devices) must be the same in every process
+and are placed piece by piece (:func:`place`); data that lives on each process are global arrays
+built from its own rows with ``jax.make_array_from_process_local_data(batch_sharding(mesh),
+rows)``, kept where they are. Results that span processes are gathered with :func:`gather`, and
+files are written by process 0 (``jax.process_index() == 0``), the others waiting (:func:`sync`).
 """
 
 from collections.abc import Sequence
