@@ -135,6 +135,9 @@ def test_summarize_matches_numpy():
     np.testing.assert_allclose(s["std"], [np.sqrt(8 / 3), np.sqrt(8 / 3)])
     np.testing.assert_allclose(s["min"], [1.0, 2.0])
     np.testing.assert_allclose(s["max"], [5.0, 6.0])
+    final = summarize(values[:, -1])  # one number per statistic: plain floats, as printed
+    assert final == {"mean": 4.0, "std": np.sqrt(8 / 3), "min": 2.0, "max": 6.0}
+    assert all(type(v) is float for v in final.values())
 
 
 # --- bad input --------------------------------------------------------------------------------
