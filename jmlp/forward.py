@@ -273,7 +273,7 @@ def as_targets(net: MLP, y, x_shape: tuple[int, ...], dtype) -> Array:
         if y.shape != batch + (n_out,):
             raise ValueError(_target_shape_problem(net, y.shape, batch))
         t = y.astype(dtype)
-    return jnp.atleast_2d(t)
+    return t if t.ndim == 2 else t[None]
 
 
 def local_values(a) -> np.ndarray:

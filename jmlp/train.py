@@ -403,7 +403,12 @@ def _pad(tree: Any, n: int, m: int) -> Any:
 
 def _prepare(net, optimizer, x, y, params, opt_state, opts: dict, many: bool) -> _Run:
     """Check the arguments and build the plan, members, settings and data of a run."""
-    first = jax.tree.map(lambda a: a[0], params) if many else params
+    # one member's shapes and dtypes (its values are not needed: nothing compiled to slice them)
+    first = (
+        jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), params)
+        if many
+        else params
+    )
     x, t = training_arrays(net, first, x, y, ("x", "y"))
     names, sets = _evaluation_sets(net, first, opts["validation"], opts["evaluate"])
     n_examples, dtype = x.shape[0], x.dtype
@@ -839,7 +844,7 @@ def n_members(net: MLP, params: Params) -> int:
             "params: expected stacked params, every leaf with the same leading axis N "
             f"(W (N, n_in, n_out)); got leading shapes {sorted(leading)}"
         )
-    check_params(net, jax.tree.map(lambda a: a[0], params))
+    check_params(net, jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), params))
     return n
 
 
