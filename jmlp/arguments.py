@@ -1,13 +1,16 @@
-"""Checks of the arguments shared by ``fit`` and ``fit_many``: each error names the argument."""
+"""Checks of the arguments of training (``fit`` and ``fit_many``): each error names the argument."""
 
+from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from jmlp.forward import MLP, as_inputs, as_targets
 from jmlp.init import Params
+from jmlp.metrics import validation_names
 
 Array = jax.Array
 
@@ -93,3 +96,104 @@ def validation_arrays(
         else (f"{name}[0] (x)", f"{name}[1] (y)")
     )
     return training_arrays(net, params, *validation, names)
+
+
+def per_member(name: str, value: Any, n: int, dtype, *, integer: bool = False) -> Array:
+    """A number >= 0, or an array ``(N,)`` of them, as an array ``(N,)`` of ``dtype``."""
+    a = np.asarray(value)
+    kind = "an int" if integer else "a number"
+    if a.ndim not in (0, 1) or (a.ndim == 1 and a.shape != (n,)):
+        raise ValueError(
+            f"{name}: expected {kind} or an array of shape ({n},), got shape {a.shape}"
+        )
+    real = np.issubdtype(a.dtype, np.integer if integer else np.floating) or (
+        not integer and np.issubdtype(a.dtype, np.integer)
+    )
+    if a.dtype == bool or not real:
+        raise TypeError(
+            f"{name}: expected {kind} >= 0 (or an array ({n},) of them), got dtype {a.dtype}"
+        )
+    if not np.all(a >= 0):
+        raise ValueError(
+            f"{name}: expected {kind} >= 0 (or an array ({n},) of them), got {value!r:.60}"
+        )
+    return np.broadcast_to(np.asarray(a, dtype), (n,))
+
+
+def hparams_per_member(hparams: Any, n: int, dtype) -> dict[str, Array]:
+    if hparams is None:
+        return {}
+    if not isinstance(hparams, Mapping):
+        raise TypeError(
+            f"hparams: expected a dict name -> number or array ({n},), got {type(hparams).__name__}"
+        )
+    out = {}
+    for name, value in hparams.items():
+        a = np.asarray(value)
+        if a.ndim not in (0, 1) or (a.ndim == 1 and a.shape != (n,)):
+            raise ValueError(
+                f"hparams[{name!r}]: expected a number or an array of shape ({n},), got shape {a.shape}"
+            )
+        if a.dtype == bool or not np.issubdtype(a.dtype, np.number):
+            raise TypeError(f"hparams[{name!r}]: expected real numbers, got dtype {a.dtype}")
+        out[name] = np.broadcast_to(np.asarray(a, dtype), (n,))
+    return out
+
+
+def check_key(key: Any, n: int, full: bool, many: bool) -> str:
+    """ "none", "one" (shared data order) or "each" (``(N,)`` keys, fit_many only)."""
+    if key is None:
+        if not full:
+            raise TypeError(
+                "key: mini-batch training shuffles every epoch; pass key=jax.random.key(...)"
+            )
+        return "none"
+    typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    if not typed:
+        try:
+            jax.random.fold_in(key, 0)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"key: expected a jax.random.key, got {key!r:.60}") from err
+        return "one"
+    if key.shape == ():
+        return "one"
+    if many and key.shape == (n,):
+        return "each"
+    expected = f"one key (shape ()) or {n} keys (shape ({n},))" if many else "one key (shape ())"
+    raise ValueError(f"key: expected {expected}, got shape {key.shape}")
+
+
+def check_mesh(mesh: Any, batch: int | None) -> Mesh | None:
+    """The mesh (or None); ``batch`` (fit: split over its devices) a multiple of its size."""
+    if mesh is None:
+        return None
+    if not isinstance(mesh, Mesh) or len(mesh.axis_names) != 1:
+        raise TypeError(
+            f"mesh: expected a 1-D jax.sharding.Mesh (jmlp.data_mesh()), got {mesh!r:.80}"
+        )
+    if batch is not None and batch % mesh.size:
+        raise ValueError(
+            f"batch_size: expected a multiple of the mesh size {mesh.size} (each device takes "
+            f"batch_size / {mesh.size} examples of every step), got {batch}"
+        )
+    return mesh
+
+
+def evaluation_sets(net: MLP, params: Params, validation, evaluate) -> tuple[list[str], tuple]:
+    """History names of the sets' metrics and the checked sets (validation first)."""
+    names, sets = [], []
+    if validation is not None:
+        names += validation_names(net)
+        sets.append(validation_arrays(net, params, validation))
+    if evaluate is not None:
+        if not isinstance(evaluate, Mapping):
+            raise TypeError(
+                f"evaluate: expected a dict name -> (x, y), got {type(evaluate).__name__}"
+            )
+        for name, pair in evaluate.items():
+            if not isinstance(name, str) or not name.isidentifier() or name == "val":
+                raise ValueError(f"evaluate: expected names like 'test', got {name!r}")
+            checked = validation_arrays(net, params, pair, f"evaluate[{name!r}]")
+            names += [name + m.removeprefix("val") for m in validation_names(net)]
+            sets.append(checked)
+    return names, tuple(sets)

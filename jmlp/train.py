@@ -12,17 +12,11 @@ sized to about a quarter of a second). A run of epochs in one chunk and one epoc
 the same bits.
 
 No recompilation for equal work: the compiled chunk is cached per static plan (the net, the
-optimizer's key, the gradient, layout, batch, NaN policy) and by jax per shape. An optimizer's
-key is its settings for :mod:`jmlp.optim`'s transformations (equal settings, equal key); for
-optax transformations and optimizer functions, a fingerprint of what they compute
-(:mod:`jmlp.fingerprint`: code, closed-over values, globals) or, where none is sound, the jaxprs
-of ``init`` and ``update`` traced at the params' shapes with their constants. So a fresh but
-equal ``optax.adam(1e-3)`` reuses the compiled loop, ``optax.adam(2e-3)`` does not.
-Hyper-parameters passed as data (``hparams``, ``l2``, ``tol``, ``patience``) never recompile.
+optimizer's key (:mod:`jmlp.optimizer_spec`: a fresh but equal optimizer has the same key), the
+gradient, layout, batch, NaN policy) and by jax per shape. Hyper-parameters passed as data
+(``hparams``, ``l2``, ``tol``, ``patience``) never recompile.
 """
 
-import hashlib
-import inspect
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -40,32 +34,26 @@ from jmlp import engine, parallel
 from jmlp.arguments import (
     check_choice,
     check_int,
-    check_optimizer,
+    check_key,
+    check_mesh,
+    check_number,
+    evaluation_sets,
+    hparams_per_member,
+    per_member,
     training_arrays,
-    validation_arrays,
 )
 from jmlp.checkpoint import load_checkpoint, save_checkpoint
 from jmlp.engine import Data, Members, Plan, Settings
-from jmlp.fingerprint import fingerprint
 from jmlp.forward import MLP, check_params
 from jmlp.init import Params
-from jmlp.metrics import validation_names
-from jmlp.optim import Transform
+from jmlp.optimizer_spec import optimizer_spec
 from jmlp.progress import Progress
 
 Array = jax.Array
 GRADIENTS = ("backprop", "autodiff")
 NAN_POLICIES = ("stop", "skip")
 HISTORY_FLOATS = 2**20  # the history buffer of one compiled call: at most 4 MB of float32
-STOPPED = {
-    engine.MAX_EPOCHS: "max epochs",
-    engine.TOL: "tol",
-    engine.PATIENCE: "early stopping",
-    engine.NON_FINITE: "non-finite",
-    engine.CALLBACK: "callback",
-}
 _COMPILED: dict = {}  # Plan -> jitted chunk (and replay)
-_KEYS: dict = {}  # (id(optimizer), shapes) -> (optimizer, key): an optimizer's key, memoised
 
 
 class FitResult(NamedTuple):
@@ -114,105 +102,6 @@ class NonFiniteLossError(FloatingPointError):
         self.epoch, self.step, self.result = epoch, step, result
 
 
-# ----------------------------------------------------------------------------- optimizers
-
-
-class OptimizerSpec:
-    """An optimizer as the engine uses it: ``make(hparams) -> GradientTransformation`` (traced
-    per member inside ``jax.vmap``), equal to another exactly when their keys are equal."""
-
-    def __init__(self, make: Callable, key: Any):
-        self.make, self.key = make, key
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, OptimizerSpec) and other.key == self.key
-
-    def __hash__(self) -> int:
-        return hash(self.key)
-
-
-def _maker(optimizer: Any, names: tuple[str, ...]) -> Callable:
-    """``hparams -> GradientTransformation`` for a transformation (hparams unused) or a function,
-    called with the hparams as keywords (``lambda lr: optax.adam(lr)``, ``optax.adam`` with
-    ``hparams={"learning_rate": ...}``) or, failing that, as one dict (``lambda h: ...``)."""
-    if callable(getattr(optimizer, "update", None)):
-        check_optimizer(optimizer)
-        if names:
-            raise ValueError(
-                f"hparams: {list(names)} given, but optimizer is a GradientTransformation that "
-                "takes none; pass a function of them, e.g. lambda lr: optax.adam(lr)"
-            )
-        return lambda h: optimizer
-    if not callable(optimizer):
-        raise TypeError(
-            "optimizer: expected an optax.GradientTransformation or a function of the hparams "
-            f"returning one, got {type(optimizer).__name__}"
-        )
-    try:
-        signature = inspect.signature(optimizer)
-    except (TypeError, ValueError):  # a builtin without a signature: try keywords
-        return lambda h: optimizer(**h)
-    for call, bind in ((lambda h: optimizer(**h), lambda: signature.bind(**dict.fromkeys(names))),
-                       (lambda h: optimizer(h), lambda: signature.bind({}))):  # fmt: skip
-        try:
-            bind()
-            return call
-        except TypeError:
-            continue
-    raise TypeError(
-        f"optimizer: a function of the hparams must take them as keywords ({', '.join(names)}) "
-        f"or as one dict; {getattr(optimizer, '__name__', optimizer)}{signature} takes neither"
-    )
-
-
-def _traced_key(make: Callable, hparams: dict, params: Params) -> tuple:
-    """The jaxprs of ``init`` and ``update`` at these shapes, with digests of their constants."""
-    h = {k: jax.ShapeDtypeStruct((), v.dtype) for k, v in hparams.items()}
-    p = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), params)
-    init, state = jax.make_jaxpr(lambda h, p: make(h).init(p), return_shape=True)(h, p)
-    update, out = jax.make_jaxpr(lambda h, g, s, p: make(h).update(g, s, p), return_shape=True)(
-        h, p, state, p
-    )
-    digest = hashlib.sha256()
-    for jaxpr in (init, update):
-        digest.update(str(jaxpr).encode())
-        for c in jaxpr.consts:
-            a = np.asarray(c)
-            digest.update(f"{a.dtype}{a.shape}".encode() + a.tobytes())
-    return digest.hexdigest(), str(jax.tree.structure(state)), str(jax.tree.structure(out))
-
-
-def optimizer_spec(optimizer: Any, hparams: dict, params: Params) -> OptimizerSpec:
-    """The engine's :class:`OptimizerSpec` for ``optimizer`` and one member's ``params``."""
-    make = _maker(optimizer, tuple(hparams))
-    try:
-        built = make({k: v[0] for k, v in hparams.items()})
-    except Exception as err:
-        raise TypeError(
-            f"optimizer: calling it with the hparams {list(hparams)} of one member failed: {err}"
-        ) from err
-    if not (callable(getattr(built, "init", None)) and callable(getattr(built, "update", None))):
-        raise TypeError(
-            "optimizer: the function must return an optax.GradientTransformation, "
-            f"got {type(built).__name__}"
-        )
-    names = tuple((k, v.dtype.name) for k, v in hparams.items())
-    if isinstance(optimizer, Transform):
-        return OptimizerSpec(make, ("value", names, optimizer))
-    fingerprinted = fingerprint(optimizer)
-    if fingerprinted is not None:
-        return OptimizerSpec(make, ("fingerprint", names, fingerprinted))
-    shapes = names
-    shapes += (str(jax.tree.structure(params)),)
-    shapes += tuple((jnp.shape(a), jnp.result_type(a).name) for a in jax.tree.leaves(params))
-    memo = (id(optimizer), shapes)
-    if memo not in _KEYS or _KEYS[memo][0] is not optimizer:
-        if len(_KEYS) >= 256:
-            _KEYS.pop(next(iter(_KEYS)))
-        _KEYS[memo] = (optimizer, ("traced", shapes, _traced_key(make, hparams, params)))
-    return OptimizerSpec(make, _KEYS[memo][1])
-
-
 # ----------------------------------------------------------------------------- input checks
 
 
@@ -243,107 +132,6 @@ def _check_common(net: Any, epochs: Any, gradient: Any, nan_policy: Any, opts: d
         raise ValueError("checkpoint_path: needed by checkpoint_every / resume=True, got None")
     if path is not None and not Path(path).parent.is_dir():
         raise ValueError(f"checkpoint_path: directory {Path(path).parent} does not exist")
-
-
-def _per_member(name: str, value: Any, n: int, dtype, *, integer: bool = False) -> Array:
-    """A number >= 0, or an array ``(N,)`` of them, as an array ``(N,)`` of ``dtype``."""
-    a = np.asarray(value)
-    kind = "an int" if integer else "a number"
-    if a.ndim not in (0, 1) or (a.ndim == 1 and a.shape != (n,)):
-        raise ValueError(
-            f"{name}: expected {kind} or an array of shape ({n},), got shape {a.shape}"
-        )
-    real = np.issubdtype(a.dtype, np.integer if integer else np.floating) or (
-        not integer and np.issubdtype(a.dtype, np.integer)
-    )
-    if a.dtype == bool or not real:
-        raise TypeError(
-            f"{name}: expected {kind} >= 0 (or an array ({n},) of them), got dtype {a.dtype}"
-        )
-    if not np.all(a >= 0):
-        raise ValueError(
-            f"{name}: expected {kind} >= 0 (or an array ({n},) of them), got {value!r:.60}"
-        )
-    return np.broadcast_to(np.asarray(a, dtype), (n,))
-
-
-def _hparams(hparams: Any, n: int, dtype) -> dict[str, Array]:
-    if hparams is None:
-        return {}
-    if not isinstance(hparams, Mapping):
-        raise TypeError(
-            f"hparams: expected a dict name -> number or array ({n},), got {type(hparams).__name__}"
-        )
-    out = {}
-    for name, value in hparams.items():
-        a = np.asarray(value)
-        if a.ndim not in (0, 1) or (a.ndim == 1 and a.shape != (n,)):
-            raise ValueError(
-                f"hparams[{name!r}]: expected a number or an array of shape ({n},), got shape {a.shape}"
-            )
-        if a.dtype == bool or not np.issubdtype(a.dtype, np.number):
-            raise TypeError(f"hparams[{name!r}]: expected real numbers, got dtype {a.dtype}")
-        out[name] = np.broadcast_to(np.asarray(a, dtype), (n,))
-    return out
-
-
-def _check_key(key: Any, n: int, full: bool, many: bool) -> str:
-    """ "none", "one" (shared data order) or "each" (``(N,)`` keys, fit_many only)."""
-    if key is None:
-        if not full:
-            raise TypeError(
-                "key: mini-batch training shuffles every epoch; pass key=jax.random.key(...)"
-            )
-        return "none"
-    typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-    if not typed:
-        try:
-            jax.random.fold_in(key, 0)
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"key: expected a jax.random.key, got {key!r:.60}") from err
-        return "one"
-    if key.shape == ():
-        return "one"
-    if many and key.shape == (n,):
-        return "each"
-    expected = f"one key (shape ()) or {n} keys (shape ({n},))" if many else "one key (shape ())"
-    raise ValueError(f"key: expected {expected}, got shape {key.shape}")
-
-
-def _check_mesh(mesh: Any, batch: int | None) -> Mesh | None:
-    """The mesh (or None); ``batch`` (fit: split over its devices) a multiple of its size."""
-    if mesh is None:
-        return None
-    if not isinstance(mesh, Mesh) or len(mesh.axis_names) != 1:
-        raise TypeError(
-            f"mesh: expected a 1-D jax.sharding.Mesh (jmlp.data_mesh()), got {mesh!r:.80}"
-        )
-    if batch is not None and batch % mesh.size:
-        raise ValueError(
-            f"batch_size: expected a multiple of the mesh size {mesh.size} (each device takes "
-            f"batch_size / {mesh.size} examples of every step), got {batch}"
-        )
-    return mesh
-
-
-def _evaluation_sets(net: MLP, params: Params, validation, evaluate) -> tuple[list[str], tuple]:
-    """History names of the sets' metrics and the checked sets (validation first)."""
-    names, sets = [], []
-    if validation is not None:
-        names += validation_names(net)
-        sets.append(validation_arrays(net, params, validation))
-    if evaluate is not None:
-        if not isinstance(evaluate, Mapping):
-            raise TypeError(
-                f"evaluate: expected a dict name -> (x, y), got {type(evaluate).__name__}"
-            )
-        for name, pair in evaluate.items():
-            if not isinstance(name, str) or not name.isidentifier() or name == "val":
-                raise ValueError(f"evaluate: expected names like 'test', got {name!r}")
-            checked = validation_arrays(net, params, pair, f"evaluate[{name!r}]")
-            names += [name + m.removeprefix("val") for m in validation_names(net)]
-            sets.append(checked)
-    return names, tuple(sets)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -394,13 +182,6 @@ def _starter(plan: Plan, size: int, many: bool) -> Callable:
     return _COMPILED[key]
 
 
-def _pad(tree: Any, n: int, m: int) -> Any:
-    """Leaves ``(n, ...)`` padded to ``(m, ...)`` by repeating member 0."""
-    if m == n:
-        return tree
-    return jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[:1], m - n, 0)]), tree)
-
-
 def _prepare(net, optimizer, x, y, params, opt_state, opts: dict, many: bool) -> _Run:
     """Check the arguments and build the plan, members, settings and data of a run."""
     # one member's shapes and dtypes (its values are not needed: nothing compiled to slice them)
@@ -410,7 +191,7 @@ def _prepare(net, optimizer, x, y, params, opt_state, opts: dict, many: bool) ->
         else params
     )
     x, t = training_arrays(net, first, x, y, ("x", "y"))
-    names, sets = _evaluation_sets(net, first, opts["validation"], opts["evaluate"])
+    names, sets = evaluation_sets(net, first, opts["validation"], opts["evaluate"])
     n_examples, dtype = x.shape[0], x.dtype
     n = jax.tree.leaves(params)[0].shape[0] if many else 1
     if opts["batch_size"] is not None:
@@ -419,13 +200,13 @@ def _prepare(net, optimizer, x, y, params, opt_state, opts: dict, many: bool) ->
     shuffle = opts["shuffle"]
     if not isinstance(shuffle, bool):
         raise TypeError(f"shuffle: expected True or False, got {opts['shuffle']!r}")
-    keys = _check_key(opts["key"], n, batch is None or not shuffle, many)
-    mesh = _check_mesh(opts["mesh"], None if many else batch or n_examples)
-    hparams = _hparams(opts["hparams"], n, dtype)
+    keys = check_key(opts["key"], n, batch is None or not shuffle, many)
+    mesh = check_mesh(opts["mesh"], None if many else batch or n_examples)
+    hparams = hparams_per_member(opts["hparams"], n, dtype)
     spec = optimizer_spec(optimizer, hparams, first)
-    tol = -np.inf if opts["tol"] is None else _per_member("tol", opts["tol"], n, dtype)
+    tol = -np.inf if opts["tol"] is None else per_member("tol", opts["tol"], n, dtype)
     patience = np.iinfo(np.int32).max if opts["patience"] is None else opts["patience"]
-    patience = _per_member("patience", patience, n, jnp.int32, integer=True)
+    patience = per_member("patience", patience, n, jnp.int32, integer=True)
     if not np.all(np.asarray(patience) >= 1):
         raise ValueError(f"patience: expected ints >= 1, got {opts['patience']!r:.60}")
     g = _block_size(net, batch or n_examples, n, opts["block_size"])
@@ -452,12 +233,12 @@ def _prepare(net, optimizer, x, y, params, opt_state, opts: dict, many: bool) ->
     pad = partial(_pad_host, size=size)
     settings = Settings(
         hparams={k: pad(v) for k, v in hparams.items()},
-        l2=pad(_per_member("l2", opts["l2"], n, dtype)),
+        l2=pad(per_member("l2", opts["l2"], n, dtype)),
         tol=pad(np.broadcast_to(np.asarray(tol, dtype), (n,))),
         patience=pad(patience),
         keys=None
         if keys == "none" or batch is None or not shuffle
-        else (_pad(opts["key"], n, size) if keys == "each" else opts["key"]),
+        else (engine.pad_members(opts["key"], size) if keys == "each" else opts["key"]),
     )
     members = _starter(plan, size, many)(params, opt_state, settings.hparams)
     data = Data(x, t, sets)
@@ -558,7 +339,7 @@ def _resume(path, run: _Run, many: bool) -> tuple[Members, np.ndarray, int]:
 
     def padded(tree):
         tree = tree if many else jax.tree.map(lambda a: jnp.asarray(a)[None], tree)
-        return _pad(tree, run.n, size)
+        return engine.pad_members(tree, size)
 
     saved_members = {f: np.asarray(v) for f, v in meta["members"].items()}
     fill = {
@@ -790,7 +571,10 @@ def fit(
     """
     opts = _options(locals()) | {"block_size": 1}
     _check_common(net, epochs, gradient, nan_policy, opts)
-    _check_scalar_options(tol, patience)
+    if tol is not None:
+        check_number("tol", tol)
+    if patience is not None:
+        check_int("patience", patience, 1)
     check_params(net, params)
     run = _prepare(net, optimizer, x, y, params, opt_state, opts, False)
     members, history, done = _train(run, epochs, opts, many=False)
@@ -798,15 +582,6 @@ def fit(
         _raise_non_finite(run, members, history)
     params, state, _, reasons = _finish(run, members, history, epochs, many=False)
     return FitResult(params, state, _history(run, history, False), done, reasons[0], key)
-
-
-def _check_scalar_options(tol: Any, patience: Any) -> None:
-    if tol is not None and (
-        isinstance(tol, bool) or not isinstance(tol, (int, float, np.number)) or not tol >= 0
-    ):
-        raise ValueError(f"tol: expected a number >= 0, got {tol!r}")
-    if patience is not None:
-        check_int("patience", patience, 1)
 
 
 def _raise_non_finite(run: _Run, members: Members, history: np.ndarray) -> None:
