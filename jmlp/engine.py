@@ -17,8 +17,8 @@ order; a member that stops is frozen, and the loop ends when every member has st
 
 The gradient of a block is the delta rule in the layout its shapes call for (``Plan.layout``):
 "single" (one network, batch-major), "columns" (G networks on one shared batch:
-``jmlp.backprop.member_pass``) or "rows" (``jax.vmap`` of the batch-major pass, per-member
-batches or wide layers). Stopping rules and the NaN policy are decided here, on the device; the
+``jmlp.backprop.member_pass``) or "rows" (``jax.vmap`` of the batch-major pass: per-member
+batches, or autodiff). Stopping rules and the NaN policy are decided here, on the device; the
 host (``jmlp.train``) sees the history once per chunk.
 """
 
@@ -51,7 +51,7 @@ class Plan(NamedTuple):
     """The static settings of a compiled run (hashable: equal plans share one compilation)."""
 
     net: MLP
-    optimizer: Any  # jmlp.train.OptimizerSpec: .make(hparams) -> GradientTransformation
+    optimizer: Any  # jmlp.optimizer_spec.OptimizerSpec: .make(hparams) -> GradientTransformation
     gradient: str  # "backprop" | "autodiff"
     layout: str  # "single" | "columns" | "rows"
     batch: int | None  # mini-batch size; None: one full-batch step per epoch
