@@ -285,6 +285,10 @@ def _own(tree: Any, n: int, many: bool) -> Any:
     return jax.tree.map(lambda a: a[:n] if many else a[0], tree)
 
 
+# a fresh copy of the user's view as one compiled program (the callback may keep it)
+_own_copy = jax.jit(_own, static_argnums=(1, 2))
+
+
 MEMBER_FIELDS = ("active", "code", "epochs_run", "best_loss", "best_epoch")
 
 
@@ -444,7 +448,7 @@ def _train(run: _Run, epochs: int, opts: dict, many: bool) -> tuple[Members, np.
                 saved = e
             callback = opts["callback"]
             if callback is not None and active.any():
-                params = jax.tree.map(jnp.copy, _own(members.params, run.n, many))
+                params = _own_copy(members.params, run.n, many)
                 if callback(e, params, _history(run, np.concatenate(rows), many)):
                     stop = members.active
                     code = jnp.where(stop, engine.CALLBACK, members.code)
