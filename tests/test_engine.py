@@ -8,25 +8,12 @@ import numpy as np
 import optax
 import pytest
 from conftest import TOL
+from test_ensemble import ADAM, CLS, F64, REG, N, data
 
 import jmlp
 from jmlp import engine
 from jmlp.backprop import backprop_many
 from jmlp.ensemble import member
-
-N = 4
-CLS = jmlp.MLP((3, 6, 3), "tanh", "softmax", "cross_entropy")
-REG = jmlp.MLP((3, 5, 4, 2), "relu", "identity", "mse", reduction="sum")
-ADAM = optax.adam(0.05)
-F64 = {"rtol": 1e-10, "atol": 1e-12}  # the same float64 sums, reordered, through a few epochs
-
-
-def data(n=20, n_in=3, n_out=3, seed=0, labels=True):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, n_in))
-    y = rng.integers(0, n_out, n) if labels else rng.normal(size=(n, n_out))
-    return x, y
-
 
 X, Y = data()
 VAL = data(9, seed=3)
