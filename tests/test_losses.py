@@ -170,6 +170,9 @@ FUSED_CASES = [
     (pair, i, t) for pair, targets in FUSED_TARGETS.items() for i, t in enumerate(targets)
 ]
 FUSED_IDS = [f"{out}-{loss}-t{i}" for (out, loss), i, _ in FUSED_CASES]
+# the pairs without a closed-form Hessian take the chain rule in hvp (tested in test_curvature)
+HVP_CASES = [case for case in FUSED_CASES if FUSED[case[0]].hvp is not None]
+HVP_IDS = [f"{out}-{loss}-t{i}" for (out, loss), i, _ in HVP_CASES]
 
 
 def test_every_fused_pair_is_tested():
@@ -196,11 +199,9 @@ def test_fused_delta_equals_autodiff_wrt_z(pair, i, t):
     np.testing.assert_allclose(delta, unfused_grad, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("pair, i, t", FUSED_CASES, ids=FUSED_IDS)
+@pytest.mark.parametrize("pair, i, t", HVP_CASES, ids=HVP_IDS)
 def test_fused_hvp_equals_autodiff_wrt_z(pair, i, t):
     out, loss = pair
-    if FUSED[pair].hvp is None:
-        pytest.skip("no closed-form Hessian: hvp takes the chain rule (tested in test_curvature)")
     z, t = jnp.asarray(Z), jnp.asarray(t)
     v = jnp.asarray(RNG.normal(size=Z.shape))
     h = get_activation(out).fn(z)
