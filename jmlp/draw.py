@@ -28,10 +28,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from jmlp import data, optim
-from jmlp.checkpoint import load_checkpoint
 from jmlp.forward import MLP, forward, forward_cache
 from jmlp.init import Params, init_params
 from jmlp.metrics import accuracy
+from jmlp.runs import load_run
 from jmlp.train import fit
 
 MAX_BODY_BYTES = 1 << 20  # a 280 x 280 pad is about 160 kB of JSON
@@ -185,37 +185,24 @@ def train_default_model(
 
 
 def load_run_model(folder: str | Path) -> DigitModel:
-    """The model of a run folder written by ``jmlp train --data digits`` or ``--data mnist:DIR``.
-
-    Reads ``config.json`` and ``checkpoint.npz``. Digits runs were standardized with their
-    training split's mean and std, recomputed here from the config's seed and test split;
-    MNIST runs take the pixels over 255 as they are.
-    """
+    """The model of a run folder written by ``jmlp train --data digits`` or ``--data mnist:DIR``:
+    :func:`jmlp.load_run`'s net, params and input statistics (the training split's mean and
+    scale for digits; 0 and 1 for MNIST, whose pixels are divided by 255 on loading)."""
     folder = Path(folder)
     try:
-        cfg = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError) as err:
+        name = str(json.loads((folder / "config.json").read_text()).get("data"))
+    except (OSError, ValueError, AttributeError) as err:
         raise ValueError(f"run: {folder} is not a jmlp run folder ({err})") from None
-    name = str(cfg.get("data"))
     if name != "digits" and not name.startswith("mnist:"):
         raise ValueError(
             f"run: {folder} was trained on {name!r}; draw reads digits and mnist:DIR runs"
         )
     try:
-        net = MLP(tuple(cfg["sizes"]), cfg["activation"], cfg["output_activation"], cfg["loss"])
-        split = {"test_size": cfg["test_split"], "seed": cfg["seed"]}
-    except KeyError as err:
-        raise ValueError(f"run: {folder / 'config.json'} has no {err}") from None
-    if name == "digits":
-        ds = data.load("digits", **split, standardize=False)
-        *_, mean, std = data.standardize(ds.x_train)
-    else:
-        mean, std = 0.0, 1.0
-    template = init_params(jax.random.key(0), net.sizes)
-    params = load_checkpoint(folder / "checkpoint.npz", like_params=template).params
-    sizes = "-".join(map(str, net.sizes))
-    text = f"{sizes} MLP from {folder} (trained on {name})"
-    return digit_model(net, params, mean, std, tuple(cfg["classes"]), text)
+        net, params, prep = load_run(folder)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"run: {folder} is not a jmlp run folder ({err})") from None
+    text = f"{'-'.join(map(str, net.sizes))} MLP from {folder} (trained on {name})"
+    return digit_model(net, params, prep.x_mean, prep.x_scale, prep.classes, text)
 
 
 def make_predictor(model: DigitModel) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:

@@ -140,7 +140,7 @@ def test_a_run_on_other_data_is_refused(tmp_path):
     with pytest.raises(ValueError, match="not a jmlp run folder"):
         draw.load_run_model(tmp_path / "nothing")
     (tmp_path / "config.json").write_text(json.dumps({"data": "digits", "activation": "relu"}))
-    with pytest.raises(ValueError, match="has no 'sizes'"):
+    with pytest.raises(ValueError, match="no run folder or checkpoint"):
         draw.load_run_model(tmp_path)
 
 
