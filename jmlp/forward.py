@@ -77,6 +77,11 @@ class MLP:
             object.__setattr__(self, "output_activation", output)
         _check_name("output_activation", self.output_activation, ACTIVATIONS)
         _check_log_loss_output(self.loss, self.output_activation)
+        if self.output_activation == "softmax" and self.sizes[-1] == 1:
+            raise ValueError(
+                "output_activation: softmax over one output unit is always 1 (its gradient is 0); "
+                "use 'sigmoid' for one unit, or two softmax units"
+            )
         _check_name("reduction", self.reduction, REDUCTIONS)
         for option in ("leaky_relu_slope", "elu_alpha", "huber_delta"):
             object.__setattr__(self, option, _as_float(option, getattr(self, option)))

@@ -350,12 +350,13 @@ def test_ntk_of_one_set_and_single_examples():
 @st.composite
 def symmetric_problems(draw):
     n_hidden = draw(st.integers(0, 3))
-    sizes = tuple(draw(st.integers(1, 5)) for _ in range(n_hidden + 2))
+    output, loss = draw(st.sampled_from(PAIRS))
+    sizes = tuple(draw(st.integers(1, 5)) for _ in range(n_hidden + 1))
+    sizes += (draw(st.integers(2 if output == "softmax" else 1, 5)),)  # one softmax unit is 1
     if n_hidden and draw(st.booleans()):
         hidden = tuple(draw(st.sampled_from(HIDDEN)) for _ in range(n_hidden))
     else:
         hidden = draw(st.sampled_from(HIDDEN))
-    output, loss = draw(st.sampled_from(PAIRS))
     batch, seed = draw(st.integers(1, 4)), draw(st.integers(0, 2**16))
     net, params, x, y, u = problem(sizes, hidden, output, loss, seed=seed, batch=batch)
     theta, unravel = ravel_pytree(params)

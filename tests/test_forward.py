@@ -371,6 +371,13 @@ def test_log_loss_of_any_probability_output_is_accepted(loss, output):
     assert jmlp.MLP((2, 3, 2), "tanh", output, loss).output_activation == output
 
 
+@pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy", "mse"])
+def test_softmax_over_one_unit_is_refused(loss):
+    with pytest.raises(ValueError, match="softmax over one output unit is always 1"):
+        jmlp.MLP((2, 3, 1), "tanh", "softmax", loss)
+    assert jmlp.MLP((2, 3, 2), "tanh", "softmax", loss).sizes[-1] == 2
+
+
 @pytest.mark.parametrize("loss", ["mse", "huber", "mae"])
 def test_1d_float_targets_of_a_one_output_net_equal_the_column(loss):
     net, params, x, _ = problem(sizes=(3, 4, 1), loss=loss)
