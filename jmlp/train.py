@@ -53,7 +53,7 @@ Array = jax.Array
 GRADIENTS = ("backprop", "autodiff")
 NAN_POLICIES = ("stop", "skip")
 HISTORY_FLOATS = 2**20  # the history buffer of one compiled call: at most 4 MB of float32
-_COMPILED: dict = {}  # Plan -> jitted chunk (and replay)
+_COMPILED: dict = {}  # plan (or a (what, plan, ...) tuple) -> its jitted programs
 
 
 class FitResult(NamedTuple):
@@ -174,12 +174,20 @@ def _pad_host(a: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([a, np.repeat(a[:1], size - len(a))])
 
 
+def _cached(key: Any, build: Callable[[], Any]) -> Any:
+    """``_COMPILED[key]``, built on first use (the oldest entry dropped beyond 64)."""
+    if key not in _COMPILED:
+        if len(_COMPILED) >= 64:
+            _COMPILED.pop(next(iter(_COMPILED)))
+        _COMPILED[key] = build()
+    return _COMPILED[key]
+
+
 def _starter(plan: Plan, size: int, many: bool) -> Callable:
     """The jitted ``(params, opt_state or None, hparams) -> Members`` of ``plan``, cached."""
-    key = ("start", plan, size, many)
-    if key not in _COMPILED:
-        _COMPILED[key] = jax.jit(partial(engine.start, plan, size, many))
-    return _COMPILED[key]
+    return _cached(
+        ("start", plan, size, many), lambda: jax.jit(partial(engine.start, plan, size, many))
+    )
 
 
 def _prepare(net, optimizer, x, y, params, opt_state, opts: dict, many: bool) -> _Run:
@@ -266,15 +274,13 @@ def _on_mesh(plan: Plan, mesh: Mesh, members: Members, settings: Settings) -> tu
 
 def _compiled(plan: Plan) -> tuple[Callable, Callable]:
     """The jitted chunk and epoch replay for ``plan``, cached (no recompilation for equal work)."""
-    if plan not in _COMPILED:
-        if len(_COMPILED) >= 64:
-            _COMPILED.pop(next(iter(_COMPILED)))
-        replay = plan._replace(mode="stop")
-        _COMPILED[plan] = (
+    return _cached(
+        plan,
+        lambda: (
             jax.jit(partial(engine.run_chunk, plan)),
-            jax.jit(partial(engine.replay_epoch, replay)),
-        )
-    return _COMPILED[plan]
+            jax.jit(partial(engine.replay_epoch, plan._replace(mode="stop"))),
+        ),
+    )
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -354,11 +360,8 @@ def _resume(path, run: _Run, many: bool) -> tuple[Members, np.ndarray, int]:
         "best_epoch": 0,
     }
     restored = {}
-    for f, like in zip(
-        MEMBER_FIELDS,
-        (members.active, members.code, members.epochs_run, members.best_loss, members.best_epoch),
-    ):
-        values = np.full(size, fill[f], like.dtype)
+    for f in MEMBER_FIELDS:
+        values = np.full(size, fill[f], getattr(members, f).dtype)
         values[: run.n] = saved_members[f]
         restored[f] = jnp.asarray(values)
     best = None if ck.extra is None else padded((ck.extra["params"], ck.extra["opt_state"]))
@@ -485,10 +488,11 @@ def _reason(code: int, m: int, members: dict, run: _Run, epochs: int, history: n
 
 def _finish(run: _Run, members: Members, history: np.ndarray, epochs: int, many: bool):
     """Params, opt_state (the best epoch's with patience), member state and reasons."""
-    key = ("finish", run.plan, run.n, many)
-    if key not in _COMPILED:
-        _COMPILED[key] = jax.jit(partial(engine.finish, run.plan, run.n, many))
-    params, state = _COMPILED[key](members)
+    finish = _cached(
+        ("finish", run.plan, run.n, many),
+        lambda: jax.jit(partial(engine.finish, run.plan, run.n, many)),
+    )
+    params, state = finish(members)
     host = parallel.gather({f: getattr(members, f) for f in MEMBER_FIELDS})
     reasons = [
         _reason(int(c), m, host, run, epochs, history) for m, c in enumerate(host["code"][: run.n])
@@ -676,7 +680,8 @@ def fit_many(
       from before that epoch (the others go on); ``"skip"``: as :func:`fit`.
     - ``callback``: ``callback(epoch, params, history)`` with stacked params and history arrays
       ``(N, epoch)``; returning True stops every member.
-    - ``mesh``: data parallel as :func:`fit`.
+    - ``mesh``: a 1-D mesh (``jmlp.data_mesh()``): the members split over its devices (each
+      block padded to a multiple of the mesh size), the data replicated.
     - ``shuffle``: as :func:`fit`.
     - ``block_size``: members trained together (blocks run one after another in the same call);
       default: on a CPU as many as keep a block's activations in cache, else all.
