@@ -7,7 +7,7 @@ order; a member that stops is frozen, and the loop ends when every member has st
     while i < count and any member is active:                      (lax.while_loop)
         e = start + i
         for each block of G members:                               (lax.map over blocks)
-            perm = permutation(fold_in(key, e), N)  (one key, or one per member)
+            perm = permutation(fold_in(key, e), N)  (the block's key, or one per member)
             S = ceil(N / B) steps, perm padded to S * B and the pad masked by weights w_n
             for s = 1..S:                                          (lax.scan)
                 (L_s, g) = gradient of the block's members on their mini-batches
@@ -55,7 +55,7 @@ class Plan(NamedTuple):
     gradient: str  # "backprop" | "autodiff"
     layout: str  # "single" | "columns" | "rows"
     batch: int | None  # mini-batch size; None: one full-batch step per epoch
-    shared_order: bool  # one data order for every member (one key, or full batch)
+    shared_order: bool  # one data order for the members of a block (the block's key, or none)
     mode: str  # NaN policy inside an epoch: "fast" (unchecked), "skip", "stop" (replay)
     track_best: bool  # keep each member's best-val_loss params (patience)
     blocks: int  # the members run in this many blocks of equal size, one after another
@@ -79,7 +79,8 @@ class Members(NamedTuple):
 
 class Settings(NamedTuple):
     """Per-member data: ``hparams`` name -> ``(M,)``, ``l2``, ``tol`` ``(M,)`` (-inf: off),
-    ``patience`` ``(M,)`` int32, ``keys``: one key, ``(M,)`` keys, or None (full batch)."""
+    ``patience`` ``(M,)`` int32, ``keys``: one per block (``Plan.shared_order``: block b's
+    members, m = b mod blocks, share key b), one per member ``(M,)``, or None (in order)."""
 
     hparams: dict
     l2: Array
@@ -207,15 +208,15 @@ def _step_batch(plan: Plan, data: Data, xs):
     return x, t, scale
 
 
-def block_epoch(plan: Plan, data: Data, epoch: Array, shared_key, block: tuple) -> tuple:
+def block_epoch(plan: Plan, data: Data, epoch: Array, block: tuple, block_key) -> tuple:
     """One epoch of one block of G members.
 
     ``block = (params, opt_state, hparams, l2, keys)`` (leading axis G; ``keys`` None when the
-    members share ``shared_key``'s data order). Returns the new
+    members share ``block_key``'s data order). Returns the new
     ``(params, opt_state)`` and per member: the epoch loss, steps not ok (non-finite, or
     skipped), the first step not ok (-1 if none) and whether the epoch ended finite."""
     params, state, hparams, l2, keys = block
-    keys = shared_key if plan.shared_order else keys
+    keys = block_key if plan.shared_order else keys
     gradient = block_gradient(plan)
     update = jax.vmap(lambda h, g, s, p: plan.optimizer.make(h).update(g, s, p))
     members = l2.shape[0]
@@ -256,17 +257,17 @@ def block_epoch(plan: Plan, data: Data, epoch: Array, shared_key, block: tuple) 
 
 def blocks_epoch(plan: Plan, members: Members, settings: Settings, data: Data, epoch: Array):
     """:func:`block_epoch` for every block in turn (``lax.map``), results merged to ``(M, ...)``."""
-    shared_key, member_keys = (settings.keys, None) if plan.shared_order else (None, settings.keys)
+    block_keys, member_keys = (settings.keys, None) if plan.shared_order else (None, settings.keys)
     block = (members.params, members.opt_state, settings.hparams, settings.l2, member_keys)
-    run = partial(block_epoch, plan, data, epoch, shared_key)
+    run = partial(block_epoch, plan, data, epoch)
     if plan.blocks == 1:
-        return run(_split_members(plan, block, 0))
+        return run(_split_members(plan, block, 0), jax.tree.map(lambda k: k[0], block_keys))
     # member m runs in block m % blocks: each device's share of the members (a contiguous range
     # of m) is a share of every block
     split = lambda a: jnp.swapaxes(a.reshape((-1, plan.blocks) + a.shape[1:]), 0, 1)
     merge = lambda a: jnp.swapaxes(a, 0, 1).reshape((-1,) + a.shape[2:])
     blocks = _split_members(plan, jax.tree.map(split, block), 1)
-    return jax.tree.map(merge, jax.lax.map(run, blocks))
+    return jax.tree.map(merge, jax.lax.map(lambda a: run(*a), (blocks, block_keys)))
 
 
 def _split_members(plan: Plan, tree: Any, axis: int) -> Any:

@@ -100,7 +100,9 @@ class Grid(NamedTuple):
 
     def keys(self, key: Array, name: str = "seed") -> Array:
         """``(size,)`` keys ``fold_in(key, value)`` from the integer axis ``name``: members with
-        the same seed get the same key, whatever the other axes."""
+        the same seed get the same key, whatever the other axes. With ``name`` the last axis,
+        the keys repeat with its length, and ``jmlp.fit_many`` trains the members of each seed
+        on shared mini-batches (faster)."""
         seeds = self.values(name)[name]
         if not np.issubdtype(seeds.dtype, np.integer):
             raise TypeError(f"name: axis {name!r} must hold integers, got dtype {seeds.dtype}")

@@ -14,6 +14,7 @@ import jmlp
 from jmlp import engine
 from jmlp.backprop import backprop_many
 from jmlp.ensemble import member
+from jmlp.train import _key_period
 
 X, Y = data()
 VAL = data(9, seed=3)
@@ -78,6 +79,11 @@ def test_backprop_many_equals_vmapped_autodiff(case):
 KEY_MODES = {  # name -> (key for fit_many, key of member m for fit, batch_size)
     "one key": (jax.random.key(7), lambda k, m: k, 6),
     "N keys": (jax.random.split(jax.random.key(7), N), lambda k, m: k[m], 6),
+    "N keys repeating": (
+        jax.random.split(jax.random.key(7), 2)[np.arange(N) % 2],
+        lambda k, m: k[m],
+        6,
+    ),
     "no key, full batch": (None, lambda k, m: None, None),
     "N keys, full batch": (jax.random.split(jax.random.key(7), N), lambda k, m: k[m], None),
     "one key, batch = N examples": (jax.random.key(7), lambda k, m: k, 20),
@@ -129,6 +135,16 @@ def test_layouts_agree(shared):
     runs = [jmlp.fit_many(REG, ADAM, x, y, block_size=b, **kw) for b in (3, 1)]
     assert_trees(runs[0].params, runs[1].params, **F64)
     np.testing.assert_allclose(runs[0].history["loss"], runs[1].history["loss"], **F64)
+
+
+def test_the_key_period_finds_members_that_share_their_batches():
+    """Members whose keys repeat with period p (a grid's seed axis, the last) train in blocks that
+    share one key each; any other pattern is one data order per member (period N)."""
+    lr, seeds = [1e-3, 1e-2, 1e-1], range(4)
+    assert _key_period(jmlp.grid(lr=lr, seed=seeds).keys(jax.random.key(0))) == 4
+    assert _key_period(jmlp.grid(seed=seeds, lr=lr).keys(jax.random.key(0))) == 12
+    assert _key_period(jax.random.split(jax.random.key(0), 5)) == 5
+    assert _key_period(jnp.broadcast_to(jax.random.key(0), (5,))) == 1
 
 
 # --- stopping rules, per member ----------------------------------------------------------------

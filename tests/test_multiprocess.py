@@ -28,7 +28,7 @@ WORKER = textwrap.dedent(
     jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=process)
     import numpy as np, optax, jmlp
     sys.path.insert(0, sys.argv[4])
-    from test_multiprocess import problem, KW, MANY
+    from test_multiprocess import problem, KW, MANY_KEYS
     from jmlp.parallel import batch_sharding, gather
 
     net, params, stack, x, y = problem()
@@ -47,7 +47,7 @@ WORKER = textwrap.dedent(
     jmlp.fit(net, params, opt, x, y, mesh=mesh, checkpoint_path=path, **(KW | {"epochs": 2}))
     resumed = jmlp.fit(net, params, opt, x, y, mesh=mesh, checkpoint_path=path, resume=True, **KW)
     out_arrays["resumed"] = gather(resumed.params[0]["W"])
-    for mode, key in (("one key", KW["key"]), ("keys", jax.random.split(KW["key"], MANY))):
+    for mode, key in MANY_KEYS.items():
         many = jmlp.fit_many(net, opt, x, y, params=stack, mesh=mesh, **(KW | {"key": key}))
         out_arrays[mode] = gather(many.params[0]["W"])
         assert len(many.params[0]["W"].sharding.device_set) == 4
@@ -57,6 +57,11 @@ WORKER = textwrap.dedent(
 )
 KW = {"epochs": 4, "batch_size": 16, "key": jax.random.key(1)}
 MANY = 6  # members: more than one device's share, not a multiple of the 4 devices
+MANY_KEYS = {  # fit_many's key: one, one per member, or two repeating (the seeds of a grid)
+    "one key": KW["key"],
+    "keys": jax.random.split(KW["key"], MANY),
+    "repeating keys": jax.random.split(KW["key"], 2)[np.arange(MANY) % 2],
+}
 
 
 def problem():
@@ -106,22 +111,25 @@ def reference() -> dict:
     net, params, stack, x, y = problem()
     opt = optax.adam(0.05)
     one = jmlp.fit(net, params, opt, x, y, **KW).params[0]["W"]
-    keys = jax.random.split(KW["key"], MANY)
+
+    def member_key(key, m):
+        return key if key.ndim == 0 else key[m]
+
     many = {
         mode: np.stack(
             [
-                jmlp.fit(net, jmlp.member(stack, m), opt, x, y, **(KW | {"key": k(m)})).params[0][
-                    "W"
-                ]
+                jmlp.fit(
+                    net, jmlp.member(stack, m), opt, x, y, **(KW | {"key": member_key(k, m)})
+                ).params[0]["W"]
                 for m in range(MANY)
             ]
         )
-        for mode, k in (("one key", lambda m: KW["key"]), ("keys", lambda m: keys[m]))
+        for mode, k in MANY_KEYS.items()
     }
     return {"fit": one, "local": one, "resumed": one, **many}
 
 
-@pytest.mark.parametrize("name", ["fit", "local", "resumed", "one key", "keys"])
+@pytest.mark.parametrize("name", ["fit", "local", "resumed", *MANY_KEYS])
 def test_both_processes_equal_one_process(processes, name):
     expected = np.asarray(reference_cache()[name])
     for results in processes:
