@@ -175,15 +175,12 @@ def _key_period(keys: Array) -> int:
     return p if np.array_equal(data[p:], data[: len(data) - p]) else len(data)
 
 
-def _settings_keys(key: Any, kind: str, plan: Plan, period: int, size: int) -> Any:
-    """The engine's keys: None (``kind`` "none": data in order), one per block
-    (``plan.shared_order``: block b's members share ``key[b % period]``), or one per member
-    padded to ``size``."""
-    if kind == "none":
-        return None
+def _engine_keys(key: Any, one: bool, plan: Plan, period: int, size: int) -> Any:
+    """One key per block (``plan.shared_order``: block b's members share the ``one`` key, or
+    ``key[b % period]``), or one per member padded to ``size``."""
     if not plan.shared_order:
         return engine.pad_members(key, size)
-    if kind == "one":
+    if one:
         return jnp.broadcast_to(key, (plan.blocks,) + jnp.shape(key))  # typed or raw
     return key[np.arange(plan.blocks) % period]
 
@@ -276,7 +273,7 @@ def _prepare(net, optimizer, x, y, params, opt_state, opts: dict, many: bool) ->
         l2=pad(per_member("l2", opts["l2"], n, dtype)),
         tol=pad(np.broadcast_to(np.asarray(tol, dtype), (n,))),
         patience=pad(patience),
-        keys=_settings_keys(opts["key"], "none" if ordered else keys, plan, period, size),
+        keys=None if ordered else _engine_keys(opts["key"], keys == "one", plan, period, size),
     )
     members = _starter(plan, size, many)(params, opt_state, settings.hparams)
     data = Data(x, t, sets)
