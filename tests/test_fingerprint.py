@@ -44,6 +44,9 @@ def test_fresh_equal_objects_share_a_fingerprint(build, same):
         (lambda: optax.adam(optax.cosine_decay_schedule(1e-3, 100)),
          lambda: optax.adam(optax.cosine_decay_schedule(1e-3, 101))),
         (lambda: optax.adam(jnp.float32(1e-3)), lambda: optax.adam(jnp.float64(1e-3))),
+        # an array-valued setting counts by its value, not only its dtype and shape
+        (lambda: optax.sgd(jnp.float32(0.1)), lambda: optax.sgd(jnp.float32(0.5))),
+        (lambda: optax.adam(jnp.array([1e-3])[0]), lambda: optax.adam(jnp.array([2e-3])[0])),
     ],
 )  # fmt: skip
 def test_different_settings_differ(one, other):

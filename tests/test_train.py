@@ -234,6 +234,23 @@ def test_a_fresh_equal_optimizer_does_not_recompile_another_does(make):
     assert traces(lambda: fit(CLS, cls_params(), make(0.0321), X, Y, **kw)) == 1
 
 
+def test_optimizers_differing_only_in_an_array_rate_train_each_at_its_own_rate():
+    """optax.sgd(jnp.float32(r)) for two r: each fit equals plain gradient descent at that r,
+    so the second does not reuse the first one's compiled loop."""
+
+    @jax.jit
+    def gd(p, rate):
+        grads = jax.grad(lambda q: jmlp.loss(CLS, q, X, Y))(p)
+        return jax.tree.map(lambda a, g: a - rate * g, p, grads)
+
+    for rate in (0.1, 0.5):
+        result = fit(CLS, cls_params(), optax.sgd(jnp.float32(rate)), X, Y, epochs=3)
+        p = cls_params()
+        for _ in range(3):
+            p = gd(p, float(np.float32(rate)))  # the float32 rate, exactly, in float64
+        assert_trees(result.params, p, **F64)
+
+
 def test_hyper_parameters_as_data_compile_once():
     """A Python loop over learning rates and l2, each fit equal to the one with constants."""
     kw = {"epochs": 2, "batch_size": 6, "key": jax.random.key(0)}
