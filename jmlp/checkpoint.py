@@ -33,16 +33,18 @@ Atomicity: the archive is written to a temporary file ``.<name>.<random>.tmp`` i
 directory, flushed and fsync'ed, moved onto the target with ``os.replace`` and the directory is
 fsync'ed. So the target is always either the previous checkpoint or the new one, whole. On an
 exception the temporary file is removed; a process killed mid-write (SIGKILL, power loss) can leave
-one behind, which is never read.
+one behind, which is never read and which `remove_temp_files` clears. `atomic_write` writes any
+file this way.
 """
 
 import contextlib
 import json
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -163,14 +165,22 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(target: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` as an ``.npz`` to a temp file, fsync, then ``os.replace`` it onto target."""
+TEMP_FILE = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")  # what mkstemp(prefix=".<name>.", suffix=".tmp") makes
+
+
+def atomic_write(target: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
+    """Write a file whole or not at all: ``write(f)`` fills a temporary file ``.<name>.<random>.tmp``
+    in the target's directory, which is flushed, fsync'ed and moved onto ``target`` with
+    ``os.replace``; the directory is fsync'ed. On an exception the temporary file is removed (a
+    process killed mid-write can leave one behind: :func:`remove_temp_files`). Returns the target.
+    """
+    target = Path(target)
     directory = target.parent
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0o600; give the usual new-file mode
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
@@ -179,6 +189,20 @@ def _atomic_write(target: Path, arrays: dict[str, np.ndarray]) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(directory)
+    return target
+
+
+def remove_temp_files(directory: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files :func:`atomic_write` left in ``directory`` when its process was
+    killed mid-write (names ``.<name>.<8 random characters>.tmp``); returns the removed paths.
+    Only call it while no other process writes into ``directory``."""
+    removed = []
+    for path in sorted(Path(directory).iterdir()):
+        if TEMP_FILE.fullmatch(path.name) and path.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def save_checkpoint(
@@ -208,7 +232,7 @@ def save_checkpoint(
     """
     target = Path(path)
     arrays = _encode(params, opt_state, epoch, key, metadata, extra)
-    _atomic_write(target, arrays)
+    atomic_write(target, lambda f: np.savez(f, **arrays))
     return target
 
 

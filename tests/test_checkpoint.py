@@ -8,8 +8,10 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -259,6 +261,36 @@ def test_sigkill_during_save_loop_leaves_a_whole_checkpoint(tmp_path):
         np.testing.assert_array_equal(ck.params[0]["b"], np.full(8, ck.epoch, np.float32))
     others = [f for f in os.listdir(tmp_path) if f not in ("ck.npz", "saver.py")]
     assert all(re.fullmatch(r"\.ck\.npz\..*\.tmp", f) for f in others), others
+    # what the kills left behind is cleared by the next run, and nothing else
+    removed = checkpoint.remove_temp_files(tmp_path)
+    assert sorted(p.name for p in removed) == sorted(others)
+    assert sorted(os.listdir(tmp_path)) == ["ck.npz", "saver.py"]
+
+
+def test_remove_temp_files_removes_only_the_leftovers_of_atomic_writes(tmp_path):
+    # a leftover named as the module docstring says: .<name>.<random>.tmp, made by mkstemp
+    fd, leftover = tempfile.mkstemp(prefix=".metrics.csv.", suffix=".tmp", dir=tmp_path)
+    os.close(fd)
+    kept = ["metrics.csv", "notes.tmp", ".hidden", ".metrics.csv.tmp", ".a.b.toolongname.tmp"]
+    for name in kept:
+        (tmp_path / name).write_text("x")
+    assert checkpoint.remove_temp_files(tmp_path) == [Path(leftover)]
+    assert sorted(os.listdir(tmp_path)) == sorted(kept)
+
+
+def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    target = tmp_path / "metrics.csv"
+    checkpoint.atomic_write(target, lambda f: f.write(b"epoch\n1\n"))
+    assert target.read_bytes() == b"epoch\n1\n"
+
+    def half_then_fail(f):
+        f.write(b"epoch\n1\n2")
+        raise KeyboardInterrupt  # e.g. Ctrl-C mid-write
+
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.atomic_write(target, half_then_fail)
+    assert target.read_bytes() == b"epoch\n1\n"
+    assert os.listdir(tmp_path) == ["metrics.csv"]
 
 
 def _wider(params):
