@@ -43,8 +43,9 @@ import os
 import re
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -165,14 +166,16 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-TEMP_FILE = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")  # what mkstemp(prefix=".<name>.", suffix=".tmp") makes
+# the names mkstemp(prefix=".<name>.", suffix=".tmp") makes
+TEMP_FILE = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
 
 def atomic_write(target: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
-    """Write a file whole or not at all: ``write(f)`` fills a temporary file ``.<name>.<random>.tmp``
-    in the target's directory, which is flushed, fsync'ed and moved onto ``target`` with
-    ``os.replace``; the directory is fsync'ed. On an exception the temporary file is removed (a
-    process killed mid-write can leave one behind: :func:`remove_temp_files`). Returns the target.
+    """Write a file whole or not at all: ``write(f)`` fills a temporary file
+    ``.<name>.<random>.tmp`` in the target's directory, which is flushed, fsync'ed and moved onto
+    ``target`` with ``os.replace``; the directory is fsync'ed. On an exception the temporary file
+    is removed (a process killed mid-write can leave one behind: :func:`remove_temp_files`).
+    Returns the target.
     """
     target = Path(target)
     directory = target.parent
