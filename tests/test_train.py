@@ -251,6 +251,35 @@ def test_optimizers_differing_only_in_an_array_rate_train_each_at_its_own_rate()
         assert_trees(result.params, p, **F64)
 
 
+def seed_keys(seeds):
+    """``jax.random.key(s)`` for each seed, stacked ``(N,)``: key data ``[0, s]``, so the keys
+    differ only in their second word."""
+    return jnp.stack([jax.random.key(s) for s in seeds])
+
+
+@pytest.mark.parametrize(
+    ("seeds", "period"), [((0, 1, 2, 0, 1, 2), 3), ((0, 1, 2, 3), 4), ((5, 5, 5), 1), ((7,), 1)]
+)
+def test_key_period_of_keys_from_seeds(seeds, period):
+    from jmlp.train import _key_period  # the engine's helper: members keys[m % period] share
+
+    assert _key_period(seed_keys(seeds)) == period
+
+
+@pytest.mark.parametrize("seeds", [(0, 1, 2, 0, 1, 2), (0, 1, 2, 3)])
+def test_fit_many_members_keyed_by_seed_train_as_fit_with_their_own_key(seeds):
+    """Keys that differ only in their second word give each member its own data order."""
+    params = [cls_params(m) for m in range(len(seeds))]
+    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *params)
+    many = jmlp.fit_many(
+        CLS, ADAM, X, Y, params=stacked, key=seed_keys(seeds), epochs=2, batch_size=6
+    )
+    for m, seed in enumerate(seeds):
+        ref = fit(CLS, params[m], ADAM, X, Y, key=jax.random.key(seed), epochs=2, batch_size=6)
+        assert_trees(jax.tree.map(lambda a: a[m], many.params), ref.params, **F64)
+        np.testing.assert_allclose(many.history["loss"][m], ref.history["loss"], **F64)
+
+
 def test_hyper_parameters_as_data_compile_once():
     """A Python loop over learning rates and l2, each fit equal to the one with constants."""
     kw = {"epochs": 2, "batch_size": 6, "key": jax.random.key(0)}
