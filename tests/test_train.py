@@ -276,7 +276,7 @@ def test_fit_many_members_keyed_by_seed_train_as_fit_with_their_own_key(seeds):
     )
     for m, seed in enumerate(seeds):
         ref = fit(CLS, params[m], ADAM, X, Y, key=jax.random.key(seed), epochs=2, batch_size=6)
-        assert_trees(jax.tree.map(lambda a: a[m], many.params), ref.params, **F64)
+        assert_trees(jax.tree.map(lambda a, m=m: a[m], many.params), ref.params, **F64)
         np.testing.assert_allclose(many.history["loss"][m], ref.history["loss"], **F64)
 
 
