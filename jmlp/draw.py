@@ -2,19 +2,24 @@
 
 The page (``draw_page.html``, served as it is: no external assets) posts the drawing pad's ink to
 ``POST /api/predict`` as ``{"ink": [[a, ...], ...]}``, rows of numbers in ``[0, 1]`` (the pad's
-alpha channel). The server reduces it to the image format the model was trained on
-(`digit_image`), scales it as the training inputs were, and answers with the image, the network's
-outputs ``h^L`` and the first hidden layer ``h^1``, computed by ``jmlp.forward`` jitted once.
+alpha channel). The server reduces it to the image format the model was trained on, in the units
+of its training data (`digit_image`: 0..16 per cell for the digits, 0..255 for MNIST), applies the
+training inputs' scaling ``(x - mean) / scale``, and answers with the image, the network's outputs
+``h^L`` and the first hidden layer ``h^1``, computed by ``jmlp.forward`` jitted once.
 ``GET /api/model`` describes the model. Every bad request gets a 4xx status and
-``{"error": message}``; the server keeps serving.
+``{"error": message}`` (a body over MAX_BODY_BYTES a 413 at once, one not sent within
+BODY_SECONDS a 408); the server keeps serving, and a client that leaves early is not reported.
 
 Models: `train_default_model` (64-128-10 on scikit-learn's bundled 8x8 digits, a few seconds) or
 `load_run_model` (a run folder of ``jmlp train --data digits`` or ``--data mnist:DIR``).
 """
 
+import contextlib
 import json
 import socket
-from collections.abc import Callable
+import sys
+import time
+from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -28,7 +33,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from jmlp import data, optim
-from jmlp.forward import MLP, forward, forward_cache
+from jmlp.forward import MLP, forward, forward_cache, param_dtype
 from jmlp.init import Params, init_params
 from jmlp.metrics import accuracy
 from jmlp.runs import load_run
@@ -36,7 +41,10 @@ from jmlp.train import fit
 
 MAX_BODY_BYTES = 1 << 20  # a 280 x 280 pad is about 160 kB of JSON
 MAX_SIDE = 1024  # rows and columns of ink accepted by the server
-_DRAIN_BYTES = 16 << 20  # an oversized body up to this size is read and dropped before the 413
+BODY_SECONDS = 5.0  # a request body must arrive within this many seconds (else 408)
+LISTEN_BACKLOG = 128  # connections the system queues until the server accepts them
+_DRAIN_BYTES = 16 << 20  # of an oversized body, at most this much is read and dropped after the 413
+_CHUNK = 1 << 16  # bytes read from the socket at a time
 
 
 # ----------------------------------------------------------------------------- the image
@@ -56,8 +64,9 @@ FRAMES = {
     # UCI optdigits (scikit-learn's digits): 32 x 32 bitmaps, every digit as tall as the frame,
     # at most 24 of 32 columns wide; on-pixels counted in 4 x 4 blocks, so 0..16 per cell.
     8: Frame(8, (8, 6), True, "box", 16.0),
-    # MNIST: scaled to fit 20 x 20 (aspect kept), centre of mass at the middle of 28 x 28; 0..1.
-    28: Frame(28, (20, 20), False, "mass", 1.0),
+    # MNIST: scaled to fit 20 x 20 (aspect kept), centre of mass at the middle of 28 x 28;
+    # pixels 0..255, as stored in its IDX files.
+    28: Frame(28, (20, 20), False, "mass", 255.0),
 }
 
 
@@ -94,7 +103,7 @@ def digit_image(ink: ArrayLike, side: int = 8) -> np.ndarray:
     ``sum(image) s_y s_x = full sum(ink)`` while the box lies inside the frame.
 
     - ``side=8``: scikit-learn's digits (UCI optdigits), cells 0..16.
-    - ``side=28``: MNIST, cells 0..1.
+    - ``side=28``: MNIST, cells 0..255.
 
     A blank drawing gives zeros.
     """
@@ -125,7 +134,8 @@ def digit_image(ink: ArrayLike, side: int = 8) -> np.ndarray:
 class DigitModel(NamedTuple):
     """A classifier of ``(side, side)`` images; its input is ``x = (image.ravel() - mean) / std``.
 
-    ``mean`` and ``std`` are ``(side**2,)``: the scaling its training inputs had.
+    ``image`` is in the units of the training data (`digit_image`); ``mean`` and ``std`` are
+    ``(side**2,)`` float64: the scaling its training inputs had (a run's ``x_mean, x_scale``).
     """
 
     net: MLP
@@ -150,8 +160,8 @@ def digit_model(
         raise ValueError(
             f"classes: expected one per output ({net.sizes[-1]}), got {len(classes)}: {classes}"
         )
-    mean = np.broadcast_to(np.asarray(mean, np.float32), (side * side,))
-    std = np.broadcast_to(np.asarray(std, np.float32), (side * side,))
+    mean = np.broadcast_to(np.asarray(mean, np.float64), (side * side,))
+    std = np.broadcast_to(np.asarray(std, np.float64), (side * side,))
     return DigitModel(net, params, side, mean, std, tuple(classes), description)
 
 
@@ -186,8 +196,8 @@ def train_default_model(
 
 def load_run_model(folder: str | Path) -> DigitModel:
     """The model of a run folder written by ``jmlp train --data digits`` or ``--data mnist:DIR``:
-    :func:`jmlp.load_run`'s net, params and input statistics (the training split's mean and
-    scale for digits; 0 and 1 for MNIST, whose pixels are divided by 255 on loading)."""
+    :func:`jmlp.load_run`'s net, params and input statistics ``x_mean, x_scale`` (the training
+    split's mean and scale for digits; 0 and 255 for MNIST, whose IDX pixels are 0..255)."""
     folder = Path(folder)
     try:
         name = str(json.loads((folder / "config.json").read_text()).get("data"))
@@ -227,8 +237,30 @@ def make_predictor(model: DigitModel) -> Callable[[np.ndarray], tuple[np.ndarray
     return predict
 
 
+def model_inputs(model: DigitModel, image: np.ndarray) -> np.ndarray:
+    """The network's input ``(side**2,)`` for ``image (side, side)`` in the training data's units:
+    ``(image.ravel() - mean) / std`` in the params' dtype, the arithmetic of training
+    (:meth:`jmlp.data.Preprocessing.inputs`)."""
+    prep = data.Preprocessing(model.mean, model.std)
+    return prep.inputs(image.reshape(1, -1), param_dtype(model.params))[0]
+
+
+def _hidden_can_be_negative(net: MLP) -> bool:
+    """Whether ``h^1`` can hold negative values: its activation's least value on ``[-10, 10]``."""
+    z = jnp.linspace(-10.0, 10.0, 4001)
+    return bool(jnp.min(net.activations[0].fn(z)) < 0)
+
+
 def model_info(model: DigitModel) -> dict[str, Any]:
-    """What ``GET /api/model`` returns."""
+    """What ``GET /api/model`` returns; ``hidden``: the first hidden layer's activation and
+    whether its values can be negative (None without a hidden layer)."""
+    net = model.net
+    hidden = None
+    if len(net.sizes) > 2:
+        hidden = {
+            "activation": net.hidden_activations[0],
+            "negative": _hidden_can_be_negative(net),
+        }
     return {
         "description": model.description,
         "side": model.side,
@@ -236,6 +268,7 @@ def model_info(model: DigitModel) -> dict[str, Any]:
         "classes": [str(c) for c in model.classes],
         "sizes": list(model.net.sizes),
         "probabilities": model.net.output_activation == "softmax",
+        "hidden": hidden,
     }
 
 
@@ -245,7 +278,7 @@ def answer(model: DigitModel, predict: Callable, ink: ArrayLike) -> dict[str, An
     reply: dict[str, Any] = {"input": np.round(image, 4).tolist(), "empty": not image.any()}
     if reply["empty"]:
         return reply | {"prediction": None, "outputs": None, "hidden": None}
-    y, h = predict((image.ravel() - model.mean) / model.std)
+    y, h = predict(model_inputs(model, image))
     best = int(np.argmax(y))
     return reply | {
         "prediction": str(model.classes[best]),
@@ -275,6 +308,10 @@ def parse_ink(body: bytes) -> np.ndarray:
         request = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as err:
         raise RequestError(HTTPStatus.BAD_REQUEST, f"malformed JSON: {err}") from None
+    except RecursionError:
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST, "malformed JSON: nested too deeply (ink is 2-D)"
+        ) from None
     if not isinstance(request, dict) or "ink" not in request:
         raise RequestError(
             HTTPStatus.BAD_REQUEST, 'expected a JSON object {"ink": [[0..1, ...], ...]}'
@@ -296,10 +333,19 @@ def parse_ink(body: bytes) -> np.ndarray:
         raise RequestError(HTTPStatus.BAD_REQUEST, str(err)) from None
 
 
+# The page's icon (a 7 on blue), so that the browser's request for one is answered.
+FAVICON = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+    b'<rect width="16" height="16" rx="3" fill="#2563eb"/>'
+    b'<path d="M4.5 4h7l-4 8.5" fill="none" stroke="#fff" stroke-width="2"/></svg>'
+)
+
+
 class DrawServer(ThreadingHTTPServer):
     """The page, ``GET /api/model`` and ``POST /api/predict`` for one model (one thread each)."""
 
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, address: tuple[str, int], model: DigitModel):
         self.model = model
@@ -314,11 +360,18 @@ class DrawServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that left (connection reset or closed, timed out) is no error: nothing is
+        printed. Anything else is one line on stderr, not a traceback."""
+        err = sys.exc_info()[1]
+        if not isinstance(err, (ConnectionError, TimeoutError)):
+            print(f"jmlp draw: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: DrawServer
     server_version = "jmlp-draw"
-    timeout = 30  # seconds a client may stall mid-request
+    timeout = 30  # seconds a client may stall before its request line and headers are complete
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the terminal shows the address, not a line per request."""
@@ -334,7 +387,7 @@ class _Handler(BaseHTTPRequestHandler):
             "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
         )
         if status == HTTPStatus.METHOD_NOT_ALLOWED:
-            self.send_header("Allow", "POST" if self._path() == "/api/predict" else "GET")
+            self.send_header("Allow", "POST" if self._path() == "/api/predict" else "GET, HEAD")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -348,23 +401,62 @@ class _Handler(BaseHTTPRequestHandler):
     def _path(self) -> str:
         return urlsplit(self.path).path
 
+    def _receive(self, size: int) -> Iterator[bytes]:
+        """The next ``size`` bytes of the body in chunks, fewer if the client closes first.
+
+        **Raises:** TimeoutError when they take longer than BODY_SECONDS in all.
+        """
+        deadline = time.monotonic() + BODY_SECONDS
+        try:
+            while size > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                self.connection.settimeout(left)
+                chunk = self.rfile.read1(min(size, _CHUNK))
+                if not chunk:
+                    return
+                size -= len(chunk)
+                yield chunk
+        finally:
+            self.connection.settimeout(self.timeout)
+
     def _body(self) -> bytes:
-        """The request body, at most MAX_BODY_BYTES (a larger one is dropped unread, then 413)."""
+        """The request body: at most MAX_BODY_BYTES (else 413, unread), within BODY_SECONDS."""
         length = self.headers.get("Content-Length")
         if length is None:
             raise RequestError(HTTPStatus.LENGTH_REQUIRED, "a Content-Length header is required")
-        if not length.isdigit():
+        if not (length.isascii() and length.isdigit()):
             raise RequestError(HTTPStatus.BAD_REQUEST, f"Content-Length: not a size: {length!r}")
-        if int(length) > MAX_BODY_BYTES:
-            self.close_connection = True
-            for _ in range(min(int(length), _DRAIN_BYTES) // 65536):
-                if not self.rfile.read(65536):
-                    break
+        size = int(length)
+        if size > MAX_BODY_BYTES:
             raise RequestError(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                f"request body of {length} bytes; at most {MAX_BODY_BYTES}",
+                f"request body of {size} bytes; at most {MAX_BODY_BYTES}",
             )
-        return self.rfile.read(int(length))
+        try:
+            body = b"".join(self._receive(size))
+        except TimeoutError:
+            self.close_connection = True
+            raise RequestError(
+                HTTPStatus.REQUEST_TIMEOUT,
+                f"the request body ({size} bytes) did not arrive within {BODY_SECONDS:g} s",
+            ) from None
+        if len(body) < size:
+            self.close_connection = True
+            raise RequestError(
+                HTTPStatus.BAD_REQUEST, f"the request body ended after {len(body)} of {size} bytes"
+            )
+        return body
+
+    def _drain(self) -> None:
+        """Read and drop up to _DRAIN_BYTES of an unread body (for BODY_SECONDS at most), so that
+        closing the connection does not reset it before the client has read the answer."""
+        self.close_connection = True
+        size = min(int(self.headers["Content-Length"]), _DRAIN_BYTES)
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            for _ in self._receive(size):
+                pass
 
     def do_GET(self) -> None:
         path = self._path()
@@ -372,15 +464,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, self.server.page, "text/html; charset=utf-8")
         elif path == "/api/model":
             self._json(HTTPStatus.OK, model_info(self.server.model))
+        elif path == "/favicon.ico":
+            self._send(HTTPStatus.OK, FAVICON, "image/svg+xml")
         elif path == "/api/predict":
             self._error(HTTPStatus.METHOD_NOT_ALLOWED, "/api/predict takes POST")
         else:
             self._error(HTTPStatus.NOT_FOUND, f"no such path: {path} (try /)")
 
+    do_HEAD = do_GET  # the same status and headers, no body (see _send)
+
     def do_POST(self) -> None:
         path = self._path()
         if path != "/api/predict":
-            known = path in ("/", "/index.html", "/api/model")
+            known = path in ("/", "/index.html", "/api/model", "/favicon.ico")
             status = HTTPStatus.METHOD_NOT_ALLOWED if known else HTTPStatus.NOT_FOUND
             self._error(status, f"POST {path}: only /api/predict takes POST")
             return
@@ -389,6 +485,10 @@ class _Handler(BaseHTTPRequestHandler):
             reply = answer(self.server.model, self.server.predict, ink)
         except RequestError as err:
             self._error(err.status, str(err))
+            if err.status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
+                self._drain()
+        except ConnectionError:
+            raise  # the client left: nobody to answer (DrawServer.handle_error stays quiet)
         except Exception as err:  # noqa: BLE001  (a bug, not the client's: say so, keep serving)
             self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(err).__name__}: {err}")
         else:
@@ -397,7 +497,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _not_allowed(self) -> None:
         self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not served here")
 
-    do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
 
 
 def make_server(model: DigitModel, host: str = "127.0.0.1", port: int = 8765) -> DrawServer:

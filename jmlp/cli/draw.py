@@ -3,11 +3,11 @@
 import argparse
 import ipaddress
 import sys
-import time
 import webbrowser
 
 from jmlp.cli.options import positive_int
-from jmlp.draw import load_run_model, make_server, train_default_model
+from jmlp.draw import DigitModel, load_run_model, make_server, train_default_model
+from jmlp.progress import Progress
 
 DRAW_EPILOG = """examples:
   jmlp draw                                 # trains on the bundled 8x8 digits (about 10 s)
@@ -60,20 +60,17 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _progress(epochs: int):
-    start = time.perf_counter()
-
-    def report(epoch: int, loss: float) -> None:
-        seconds = time.perf_counter() - start
-        line = f"training on the 8x8 digits: epoch {epoch}/{epochs}, loss {loss:.4f}"
-        print(
-            f"\r{line}, {seconds:.1f} s",
-            end="\n" if epoch == epochs else "",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    return report
+def _train(epochs: int, seed: int) -> DigitModel:
+    """The default model, its progress on stderr (redrawn on a terminal, whole lines else)."""
+    print("training on the 8x8 digits", file=sys.stderr, flush=True)
+    progress = Progress(epochs)
+    model, _ = train_default_model(
+        epochs=epochs,
+        seed=seed,
+        report=lambda epoch, loss: progress.update(epoch, f"loss {loss:.4f}"),
+    )
+    progress.close()
+    return model
 
 
 def _is_loopback(host: str) -> bool:
@@ -88,8 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if args.run_folder is not None:
         model = load_run_model(args.run_folder)
     else:
-        report = _progress(args.epochs)
-        model, _ = train_default_model(epochs=args.epochs, seed=args.seed, report=report)
+        model = _train(args.epochs, args.seed)
     try:
         server = make_server(model, args.host, args.port)
     except OSError as err:
