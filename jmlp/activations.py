@@ -26,6 +26,7 @@ ulps times the function's condition number |z f'(z) / f(z)|, as for any formula 
 same dtype. Results keep the dtype of ``z``; options are Python floats.
 """
 
+import difflib
 from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
@@ -237,10 +238,17 @@ PIECEWISE_LINEAR = ("identity", "relu", "leaky_relu")  # sigma'' = 0: second ord
 PARAMETER = {"leaky_relu": "slope", "elu": "alpha"}  # the one option an activation may take
 
 
+def unknown_name(argument: str, name, known) -> str:
+    """The message for a name not in ``known``: the known names, and the closest as a guess."""
+    close = difflib.get_close_matches(name, known, n=1) if isinstance(name, str) else []
+    guess = f"did you mean {close[0]!r}? " if close else ""
+    return f"{argument}: unknown name {name!r}; {guess}known: {sorted(known)}"
+
+
 def get_activation(name: str, param: float | None = None) -> Activation:
     """The table's record for ``name``, with its option (``PARAMETER[name]``) bound if given."""
     if name not in ACTIVATIONS:
-        raise ValueError(f"activation: unknown name {name!r}; known: {sorted(ACTIVATIONS)}")
+        raise ValueError(unknown_name("activation", name, ACTIVATIONS))
     fn, deriv = ACTIVATIONS[name]
     deriv2 = SECOND_DERIVATIVES.get(name)
     if name == "softmax":

@@ -8,11 +8,37 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from jmlp.forward import MLP, as_inputs, as_targets
+from jmlp.forward import (
+    MLP,
+    as_inputs,
+    as_targets,
+    check_finite_rows,
+    check_numeric,
+    non_finite_rows,
+)
 from jmlp.init import Params
 from jmlp.metrics import validation_names
 
+__all__ = [  # check_finite_rows (from forward): the row check of the prediction paths
+    "STEP_SIZES",
+    "check_choice",
+    "check_finite_rows",
+    "check_int",
+    "check_key",
+    "check_mesh",
+    "check_number",
+    "check_optimizer",
+    "evaluation_sets",
+    "hparams_per_member",
+    "per_member",
+    "training_arrays",
+    "validation_arrays",
+]
+
 Array = jax.Array
+# hparams that are step sizes (jmlp.optim's and optax's learning_rate, and the usual short
+# names): a step size <= 0 climbs the loss instead of descending it
+STEP_SIZES = ("learning_rate", "lr", "eta", "step_size")
 
 
 def check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
@@ -52,6 +78,8 @@ def training_arrays(net: MLP, params: Params, x, y, names: tuple[str, str]) -> t
     ``names``: how errors name ``x`` and ``y`` (e.g. ``("validation[0] (x_val)", ...)``)."""
     given = (x, y)
     try:
+        check_numeric("x", x)
+        check_numeric("y", y)
         x, y = jnp.asarray(x), jnp.asarray(y)
         if x.ndim != 2:
             raise ValueError(f"x: expected shape (N, {net.sizes[0]}), got {x.shape}")
@@ -66,7 +94,8 @@ def training_arrays(net: MLP, params: Params, x, y, names: tuple[str, str]) -> t
         raise ValueError(f"{names[0]}: expected at least one example, got shape {xb.shape}")
     for name, original, a in zip(names, given, (xb, t)):
         if count := _non_finite(original, a):
-            raise ValueError(f"{name}: contains {count} NaN/inf values")
+            first = non_finite_rows(original, a.dtype)[0]
+            raise ValueError(f"{name}: contains {count} NaN/inf values (the first in row {first})")
     return xb, t
 
 
@@ -136,8 +165,23 @@ def hparams_per_member(hparams: Any, n: int, dtype) -> dict[str, Array]:
             )
         if a.dtype == bool or not np.issubdtype(a.dtype, np.number):
             raise TypeError(f"hparams[{name!r}]: expected real numbers, got dtype {a.dtype}")
+        if name in STEP_SIZES:
+            _check_step_sizes(name, a)
         out[name] = np.broadcast_to(np.asarray(a, dtype), (n,))
     return out
+
+
+def _check_step_sizes(name: str, a: np.ndarray) -> None:
+    """ValueError naming the first member (of ``a (N,)``; a number is every member's) whose
+    step size is not a finite number > 0."""
+    bad = np.flatnonzero(~(np.isfinite(a) & (a > 0)).reshape(-1))
+    if bad.size:
+        value = a.reshape(-1)[bad[0]].item()
+        member = f"member {bad[0]}" if a.ndim else "every member"
+        raise ValueError(
+            f"hparams[{name!r}]: expected a finite step size > 0 (a step size <= 0 climbs the "
+            f"loss), got {value!r} for {member}"
+        )
 
 
 def check_key(key: Any, n: int, full: bool, many: bool) -> str:

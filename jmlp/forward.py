@@ -5,15 +5,24 @@ Layer l (1-based, as in the documents) computes ``z^l = h^{l-1} @ W^l + b^l`` an
 transpose of our ``W`` (shape ``(n_in, n_out)``, batch-major).
 """
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jmlp.activations import ACTIVATIONS, OUTPUT_ONLY, PARAMETER, Activation, get_activation
+from jmlp.activations import (
+    ACTIVATIONS,
+    OUTPUT_ONLY,
+    PARAMETER,
+    Activation,
+    get_activation,
+    unknown_name,
+)
 from jmlp.init import Params, check_sizes
 from jmlp.losses import CLASSIFICATION, FUSED, LOSSES, FusedLoss, Loss, get_loss
 
@@ -133,7 +142,7 @@ def _as_float(argument: str, value) -> float:
 
 def _check_name(argument: str, name, known) -> None:
     if not isinstance(name, str) or name not in known:
-        raise ValueError(f"{argument}: unknown name {name!r}; known: {sorted(known)}")
+        raise ValueError(unknown_name(argument, name, known))
 
 
 def _check_log_loss_output(loss: str, output: str) -> None:
@@ -229,6 +238,93 @@ def check_params(net: MLP, params: Params) -> None:
                     f"params[{l}][{name!r}]: expected shape {shape} for sizes={net.sizes}, "
                     f"got {jnp.shape(layer[name])}"
                 )
+            dtype = _dtype(layer[name])
+            if not jnp.issubdtype(dtype, jnp.floating):
+                raise TypeError(
+                    f"params[{l}][{name!r}]: expected a floating dtype (float32, float64, ...), "
+                    f"got {dtype}; cast the params, e.g. jax.tree.map(lambda a: a.astype(float), "
+                    "params)"
+                )
+
+
+def _dtype(leaf) -> np.dtype:
+    """The dtype of an array, tracer or nested list (without copying an array)."""
+    dtype = getattr(leaf, "dtype", None)
+    return np.asarray(leaf).dtype if dtype is None else jnp.dtype(dtype)
+
+
+def check_numeric(name: str, a) -> None:
+    """TypeError naming ``name`` unless ``a`` is dense numbers (or bools): a scipy sparse matrix,
+    strings and object arrays (ragged or mixed rows) are refused, with the fix."""
+    if hasattr(a, "toarray") and hasattr(a, "nnz"):
+        raise TypeError(
+            f"{name}: expected a dense array, got a sparse matrix ({type(a).__name__}); "
+            f"pass {name}.toarray()"
+        )
+    if isinstance(a, (jax.Array, jax.core.Tracer)):
+        return
+    try:
+        dtype = np.asarray(a).dtype
+    except ValueError as err:  # ragged nested lists
+        raise TypeError(f"{name}: expected a rectangular array of numbers ({err})") from None
+    if not (dtype == np.bool_ or jnp.issubdtype(dtype, jnp.number)):
+        if dtype.kind == "O":
+            hint = f"mixed types or ragged rows; try np.asarray({name}, dtype=float)"
+        elif name == "y":
+            hint = "encode string labels as codes 0..k-1, e.g. np.unique(y, return_inverse=True)[1]"
+        else:
+            hint = "features must be numbers"
+        raise TypeError(f"{name}: expected numbers, got an array of dtype {dtype} ({hint})")
+
+
+def check_finite_rows(name: str, x, dtype=None) -> None:
+    """ValueError naming the first row of ``x`` (``(B, ...)``, or one example ``(n,)``) that holds
+    NaN or inf; with ``dtype``, values that overflow it (float64 beyond float32's range) count
+    too. Skipped under tracing (``jit``, ``vmap``), where values are unknown."""
+    rows = non_finite_rows(x, dtype)
+    if rows.size == 0:
+        return
+    first = int(rows[0])
+    where = f"row {first}" + (f" (and {rows.size - 1} more)" if rows.size > 1 else "")
+    row = _as_rows(local_values(x))[first]
+    value = row[~np.isfinite(_cast(row, dtype))][0].item()
+    if np.isfinite(value):
+        raise ValueError(
+            f"{name}: {where} holds {value!r}, beyond the range of {jnp.dtype(dtype)} (the "
+            "params' dtype); rescale it or use float64 params"
+        )
+    raise ValueError(f"{name}: {where} holds {value!r}; fill it in or drop the row")
+
+
+def non_finite_rows(x, dtype=None) -> np.ndarray:
+    """Indices of the rows of ``x`` (``(B, ...)``; one example ``(n,)`` is row 0) holding NaN or
+    inf, in ``dtype`` if given (where a float64 beyond float32's range is inf). For a jax array
+    the common case, none, is decided on the device; under tracing nothing is known: none."""
+    if isinstance(x, jax.core.Tracer):
+        return np.zeros(0, int)
+    dtype = None if dtype is None else jnp.dtype(dtype)
+    if isinstance(x, jax.Array) and bool(_all_finite(x, x.dtype if dtype is None else dtype)):
+        return np.zeros(0, int)
+    a = _as_rows(local_values(x))
+    if a.dtype.kind not in "fc" and dtype is None:
+        return np.zeros(0, int)
+    return np.flatnonzero(~np.isfinite(_cast(a, dtype)).all(axis=1))
+
+
+def _as_rows(a: np.ndarray) -> np.ndarray:
+    return a.reshape(1, -1) if a.ndim <= 1 else a.reshape(len(a), -1)
+
+
+def _cast(a: np.ndarray, dtype) -> np.ndarray:
+    """``a`` in ``dtype`` (unchanged if None); overflow becomes inf without a warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return a if dtype is None else a.astype(dtype)
+
+
+@partial(jax.jit, static_argnums=1)
+def _all_finite(x: Array, dtype) -> Array:
+    return jnp.all(jnp.isfinite(x.astype(dtype)))
 
 
 def param_dtype(params: Params) -> jnp.dtype:
@@ -238,6 +334,7 @@ def param_dtype(params: Params) -> jnp.dtype:
 def as_inputs(net: MLP, params: Params, x) -> Array:
     """``x`` as a batch ``(B, n_in)`` in the parameters' dtype (one example gets B = 1)."""
     check_params(net, params)
+    check_numeric("x", x)
     x = jnp.asarray(x)
     if x.ndim not in (1, 2) or x.shape[-1] != net.sizes[0]:
         raise ValueError(
@@ -251,6 +348,7 @@ def as_targets(net: MLP, y, x_shape: tuple[int, ...], dtype) -> Array:
     """Targets as ``(B, n_out)`` rows of ``dtype``; integer labels become one-hot (cross-entropy)
     or a single column (binary cross-entropy, hinge with n_out = 1). 1-D float targets ``(B,)``
     are whole-valued labels (cross-entropy) or the one column of a net with one output."""
+    check_numeric("y", y)
     y = jnp.asarray(y)
     batch, n_out = x_shape[:-1], net.sizes[-1]
     y = _one_column_targets(net, y, batch)

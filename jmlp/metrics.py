@@ -15,10 +15,14 @@ from jmlp.forward import (
     MLP,
     as_inputs,
     as_targets,
+    check_finite_rows,
+    check_numeric,
+    check_params,
     check_target_values,
     example_scale,
     forward,
     forward_cache,
+    param_dtype,
     per_example_loss,
 )
 from jmlp.init import Params
@@ -62,18 +66,28 @@ def _over_members(fn, net: MLP, params: Params, *args):
 
 def per_member(fn):
     """Let ``fn(net, params, x, ...)`` also take stacked params: checked on member 0, then run
-    jitted over every member (``jax.vmap``), results with a leading member axis."""
+    jitted over every member (``jax.vmap``), results with a leading member axis. Rows of ``x``
+    holding NaN/inf (in the params' dtype) are refused, naming the first: no answer, class or
+    score, is made up for them."""
 
     @wraps(fn)
     def wrapped(net: MLP, params: Params, *args):
         if not _stacked(params):
+            check_params(net, params)
+            _check_rows(args[0], params)
             return fn(net, params, *args)
         jax.eval_shape(partial(fn, net), jax.tree.map(lambda a: a[0], params), *args)
+        _check_rows(args[0], params)
         if len(args) == 2 and net.loss in CLASSIFICATION:  # label values, checked on the host
             check_target_values(net, np.asarray(args[1]))
         return _over_members(fn, net, params, *args)
 
     return wrapped
+
+
+def _check_rows(x, params: Params) -> None:
+    check_numeric("x", x)
+    check_finite_rows("x", x, param_dtype(params))
 
 
 @per_member

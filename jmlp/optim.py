@@ -16,6 +16,7 @@ Each docstring names its optax twin: the optax expression that takes the same st
 tests hold equal over 100 steps.
 """
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -118,6 +119,22 @@ def _check_decay(name: str, value: Any) -> None:
 def _check_nonnegative(name: str, value: Any) -> None:
     if _is_number(value) and not 0 <= value < float("inf"):
         raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
+
+
+def _check_eps_fits(eps: Any, params: Params) -> None:
+    """A number eps > 0 that rounds to 0 in a leaf's dtype (1e-8 in float16) would let
+    g / (sqrt(v) + eps) divide by 0 wherever v underflows: refused, naming the dtype."""
+    if not _is_number(eps) or eps <= 0:
+        return
+    for leaf in jax.tree.leaves(params):
+        dtype = jnp.dtype(leaf.dtype)
+        if np.asarray(eps, dtype) == 0:
+            raise ValueError(
+                f"eps: {eps!r} rounds to 0 in {dtype} (the params' dtype), so the update divides "
+                f"by 0 wherever v underflows (NaN/inf at step 1); pass an eps {dtype} holds, e.g. "
+                f"eps={float(jnp.finfo(dtype).tiny):.1e} (its smallest normal number), or use "
+                "float32 params"
+            )
 
 
 def _eta(learning_rate: ScalarOrSchedule, count: Array) -> Any:
@@ -302,6 +319,7 @@ def rmsprop(
     eps_in, eps_out = _epsilons(eps, eps_inside_sqrt)
 
     def init(params: Params) -> RmspropState:
+        _check_eps_fits(eps, params)
         return RmspropState(count=_count0(), nu=_zeros(params))
 
     def scaled(g: Array, s: Array, eta: Any) -> Array:
@@ -349,8 +367,14 @@ def _check_adam(learning_rate: Any, b1: Any, b2: Any, eps: Any) -> None:
     _check_nonnegative("eps", eps)
 
 
-def _adam_init(params: Params) -> AdamState:
-    return AdamState(count=_count0(), mu=_zeros(params), nu=_zeros(params))
+def _adam_init(eps: Any) -> Callable[[Params], AdamState]:
+    """Adam's ``init``: zero moments, after checking that ``eps`` holds in the params' dtype."""
+
+    def init(params: Params) -> AdamState:
+        _check_eps_fits(eps, params)
+        return AdamState(count=_count0(), mu=_zeros(params), nu=_zeros(params))
+
+    return init
 
 
 def adam(
@@ -386,7 +410,7 @@ def adam(
         direction = _adam_direction(state, b1, b2, eps_in, eps_out)
         return jax.tree.map(lambda d: -_like(eta, d) * d, direction), state
 
-    return Transform(_adam_init, update, ("adam", learning_rate, b1, b2, eps, eps_inside_sqrt))
+    return Transform(_adam_init(eps), update, ("adam", learning_rate, b1, b2, eps, eps_inside_sqrt))
 
 
 def adamw(
@@ -427,7 +451,9 @@ def adamw(
         return updates, state
 
     return Transform(
-        _adam_init, update, ("adamw", learning_rate, b1, b2, eps, weight_decay, eps_inside_sqrt)
+        _adam_init(eps),
+        update,
+        ("adamw", learning_rate, b1, b2, eps, weight_decay, eps_inside_sqrt),
     )
 
 

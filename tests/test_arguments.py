@@ -7,10 +7,12 @@ import pytest
 
 import jmlp
 from jmlp.arguments import (
+    STEP_SIZES,
     check_choice,
     check_int,
     check_number,
     check_optimizer,
+    hparams_per_member,
     training_arrays,
     validation_arrays,
 )
@@ -63,3 +65,69 @@ def test_training_arrays_name_the_arguments():
     with pytest.raises(TypeError, match="validation: expected a pair"):
         validation_arrays(NET, PARAMS, {"x": x})
     assert validation_arrays(NET, PARAMS, None) is None
+
+
+# --- data of the wrong kind, step sizes that climb -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "error", "message"),
+    [
+        (np.zeros((4, 3)), np.array(["a", "b", "a", "b"]), TypeError, r"y: expected numbers.*<U1"),
+        (
+            np.zeros((4, 3), object),
+            np.array([0, 1, 1, 0]),
+            TypeError,
+            r"x: expected numbers.*object",
+        ),
+    ],
+)
+def test_training_arrays_refuse_strings_and_objects(x, y, error, message):
+    with pytest.raises(error, match=message):
+        training_arrays(NET, PARAMS, x, y, ("x", "y"))
+
+
+def test_training_arrays_refuse_sparse_x():
+    sparse = pytest.importorskip("scipy.sparse")
+    with pytest.raises(TypeError, match=r"x: expected a dense array.*x\.toarray\(\)"):
+        training_arrays(NET, PARAMS, sparse.csr_matrix(np.eye(4, 3)), np.zeros(4, int), ("x", "y"))
+
+
+def test_training_arrays_name_the_first_non_finite_row():
+    x = np.zeros((4, 3))
+    x[2, 1] = x[3, 0] = np.inf
+    with pytest.raises(ValueError, match=r"x: contains 2 NaN/inf values \(the first in row 2\)"):
+        training_arrays(NET, PARAMS, x, np.zeros(4, int), ("x", "y"))
+
+
+@pytest.mark.parametrize("name", STEP_SIZES)
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (-0.1, r"got -0\.1 for every member"),
+        (0.0, r"got 0\.0 for every member"),
+        (np.array([0.1, 0.2, -1.0]), r"got -1\.0 for member 2"),
+        (np.array([0.1, np.nan, 0.1]), r"got nan for member 1"),
+    ],
+)
+def test_step_sizes_must_be_positive(name, value, message):
+    with pytest.raises(ValueError, match=rf"hparams\['{name}'\]: expected a finite step size > 0"):
+        hparams_per_member({name: value}, 3, np.float32)
+    with pytest.raises(ValueError, match=message):
+        hparams_per_member({name: value}, 3, np.float32)
+
+
+def test_other_hparams_may_be_zero_or_negative():
+    out = hparams_per_member(
+        {"b1": 0.0, "weight_decay": np.array([0.0, 1e-4]), "lr": 0.1}, 2, float
+    )
+    np.testing.assert_array_equal(out["b1"], [0.0, 0.0])
+    np.testing.assert_array_equal(out["lr"], [0.1, 0.1])
+
+
+def test_fit_refuses_a_negative_learning_rate_in_hparams():
+    """Given to jmlp.optim.adam the value is refused; given as hparams data it used to train
+    upward without a word."""
+    x, y = np.random.default_rng(0).normal(size=(8, 3)), np.arange(8) % 2
+    with pytest.raises(ValueError, match=r"hparams\['learning_rate'\].*got -0\.1"):
+        jmlp.fit(NET, PARAMS, jmlp.optim.sgd, x, y, epochs=1, hparams={"learning_rate": -0.1})

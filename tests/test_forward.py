@@ -546,3 +546,68 @@ def test_inputs_and_targets_take_the_parameters_dtype():
     net, params, x, y = problem(dtype=jnp.float32)
     assert jmlp.forward(net, params, np.asarray(x, np.float64)).dtype == jnp.float32
     assert jmlp.loss(net, params, np.asarray(x, np.float64), np.asarray(y)).dtype == jnp.float32
+
+
+# --- inputs that cannot give a right answer -----------------------------------------------------
+def test_integer_params_are_refused_naming_the_leaf():
+    """Integer weights would make every z an integer and softmax uniform: refused, not computed."""
+    net = jmlp.MLP((2, 3, 2), "tanh", loss="cross_entropy")
+    params = jmlp.init_params(jax.random.key(0), net.sizes)
+    params[1]["b"] = jnp.zeros(2, jnp.int32)
+    x, y = np.ones((2, 2)), np.array([0, 1])
+    for call in (lambda: jmlp.forward(net, params, x), lambda: jmlp.loss(net, params, x, y)):
+        with pytest.raises(
+            TypeError, match=r"params\[1\]\['b'\]: expected a floating dtype.*int32"
+        ):
+            call()
+
+
+def test_sparse_and_non_numeric_inputs_say_what_to_do():
+    sparse = pytest.importorskip("scipy.sparse")
+    net = jmlp.MLP((2, 3, 1), "tanh")
+    params = jmlp.init_params(jax.random.key(0), net.sizes)
+    with pytest.raises(TypeError, match=r"x: expected a dense array.*pass x\.toarray\(\)"):
+        jmlp.forward(net, params, sparse.csr_matrix(np.eye(2)))
+    with pytest.raises(TypeError, match=r"x: expected numbers, got an array of dtype object"):
+        jmlp.forward(net, params, np.array([[1.0, "a"]], dtype=object))
+
+
+def test_a_misspelt_name_gets_the_closest_known_one():
+    with pytest.raises(ValueError, match=r"activation: unknown name 'rleu'; did you mean 'relu'\?"):
+        jmlp.MLP((2, 3, 1), "rleu")
+    with pytest.raises(ValueError, match=r"loss: unknown name 'cross_entropie'; did you mean "):
+        jmlp.MLP((2, 3, 1), loss="cross_entropie")
+    with pytest.raises(ValueError, match=r"activation: unknown name 'tnah'; did you mean 'tanh'"):
+        jmlp.activations.get_activation("tnah")
+    with pytest.raises(ValueError, match=r"unknown name 'qqqq'; known: \["):  # nothing close
+        jmlp.MLP((2, 3, 1), "qqqq")
+
+
+@pytest.mark.parametrize(
+    ("x", "dtype", "message"),
+    [
+        ([[1.0, 2.0], [np.nan, 0.0], [np.inf, 1.0]], None, r"x: row 1 \(and 1 more\) holds nan;"),
+        ([1.0, -np.inf], None, r"x: row 0 holds -inf;"),
+        (
+            [[1.0, 2.0], [0.0, 1e39]],
+            np.float32,
+            r"x: row 1 holds 1e\+39, beyond the range of float32",
+        ),
+    ],
+)
+def test_check_finite_rows_names_the_first_bad_row(x, dtype, message):
+    from jmlp.arguments import check_finite_rows  # where the training checks live
+
+    with pytest.raises(ValueError, match=message):
+        check_finite_rows("x", np.asarray(x), dtype)
+    if dtype is None:  # a jax array: the same answer
+        with pytest.raises(ValueError, match=message):
+            check_finite_rows("x", jnp.asarray(x), dtype)
+
+
+def test_check_finite_rows_passes_finite_data_and_tracers():
+    from jmlp.arguments import check_finite_rows
+
+    check_finite_rows("x", np.array([[1e38, -1e38]]), np.float32)
+    check_finite_rows("x", np.array([[1, 2]]))  # integers are finite
+    jax.jit(lambda a: check_finite_rows("x", a) or a)(jnp.array([np.nan]))  # unknown: passes

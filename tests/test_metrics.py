@@ -2,6 +2,7 @@
 
 import itertools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -85,3 +86,28 @@ def test_validation_metrics_equal_the_public_ones(net, metric):
     if net.loss == "cross_entropy":
         expected.append(1 - expected[1])
     np.testing.assert_allclose(values, expected, rtol=1e-12)
+
+
+def test_non_finite_rows_get_no_answer():
+    """A NaN row used to be class 0 (argmax of NaNs) and count as right; a float64 row beyond
+    float32's range gave plausible probabilities. Both are refused, naming the row."""
+    rng = np.random.default_rng(0)
+    net = jmlp.MLP((2, 4, 3), "tanh", loss="cross_entropy")
+    params = [
+        {k: v.astype(jnp.float32) for k, v in layer.items()} for layer in params_of(rng, net.sizes)
+    ]
+    x = np.array([[0.1, 0.2], [np.nan, 0.3]])
+    calls = [jmlp.predict, jmlp.predict_proba]
+    for fn in calls:
+        with pytest.raises(ValueError, match=r"x: row 1 holds nan"):
+            fn(net, params, x)
+    with pytest.raises(ValueError, match=r"x: row 1 holds nan"):
+        jmlp.accuracy(net, params, x, np.array([0, 0]))
+    with pytest.raises(ValueError, match=r"x: row 0 holds 1e\+39, beyond the range of float32"):
+        jmlp.predict_proba(net, params, np.array([[1e39, 0.0]]))
+    with pytest.raises(ValueError, match=r"x: row 0 holds inf"):  # one example, 1-D
+        jmlp.predict(net, params, np.array([np.inf, 0.0]))
+    stacked = jax.tree.map(lambda a: jnp.stack([a, a]), params)
+    with pytest.raises(ValueError, match=r"x: row 1 holds nan"):
+        jmlp.predict(net, stacked, x)
+    assert jmlp.predict(net, params, x[:1]).shape == (1,)  # finite rows still answer

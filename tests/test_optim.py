@@ -440,3 +440,18 @@ def test_update_without_params_raises(opt):
     params = {"W": jnp.ones((2, 2), dtype=jnp.float32)}
     with pytest.raises(ValueError, match="params"):
         opt.update(params, opt.init(params))
+
+
+@pytest.mark.parametrize("make", [optim.adam, optim.adamw, optim.rmsprop])
+def test_eps_that_float16_rounds_to_zero_is_refused(make):
+    """1e-8 is 0 in float16 (its smallest subnormal is 2^-24 = 6e-8): a zero gradient then gives
+    0 / (sqrt(0) + 0) = NaN at the first step. init names eps and the dtype."""
+    params = {"W": jnp.ones((2, 2), jnp.float16)}
+    assert float(jnp.float16(1e-8)) == 0.0  # the premise
+    with pytest.raises(ValueError, match=r"eps: 1e-08 rounds to 0 in float16"):
+        make(1e-3).init(params)
+    # an eps float16 holds takes a finite step from a zero gradient
+    opt = make(1e-3, eps=1e-4)
+    updates, _ = opt.update(jax.tree.map(jnp.zeros_like, params), opt.init(params), params)
+    assert bool(jnp.all(jnp.isfinite(updates["W"])))
+    make(1e-3).init({"W": jnp.ones((2, 2), jnp.bfloat16)})  # bfloat16 holds 1e-8
