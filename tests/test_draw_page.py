@@ -41,9 +41,15 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server_log(tmp_path_factory) -> Path:
+    """Where the server's stderr goes (not a terminal)."""
+    return tmp_path_factory.mktemp("draw") / "server.log"
+
+
+@pytest.fixture(scope="module")
+def server(server_log):
     """``jmlp draw`` in a subprocess, always killed at the end; yields its address."""
-    log = tmp_path_factory.mktemp("draw") / "server.log"
+    log = server_log
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     cmd = [sys.executable, "-m", "jmlp", "draw", "--no-browser", "--port", "0"]
     with log.open("w") as err:
@@ -68,7 +74,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(server):
-    """A touch-capable page on the server, every request it makes recorded in ``page.urls``."""
+    """A touch-capable page on the server, every request it makes recorded in ``page.urls``,
+    every console error and uncaught exception in ``page.errors``."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -76,8 +83,10 @@ def page(server):
         context = browser.new_context(has_touch=True, viewport={"width": 960, "height": 640})
         page = context.new_page()
         page.set_default_timeout(30_000)
-        page.urls = []
+        page.urls, page.errors = [], []
         page.on("request", lambda request: page.urls.append(request.url))
+        page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
+        page.on("pageerror", lambda error: page.errors.append(str(error)))
         page.goto(server)
         page.wait_for_selector('body[data-ready="1"]', state="attached")
         yield page
@@ -175,3 +184,42 @@ def test_clear_empties_the_reading(page):
     clear(page)
     assert page.inner_text("#prediction") == "\u2013"
     assert bars(page) == [0.0] * 10
+
+
+def layout(page) -> list[dict]:
+    """The boxes of the page's cards and of everything in the pad's card."""
+    return page.locator("main > section, main > section:first-child *").evaluate_all(
+        "es => es.map(e => JSON.parse(JSON.stringify(e.getBoundingClientRect())))"
+    )
+
+
+def test_nothing_moves_when_the_hint_goes_and_comes_back(page):
+    clear(page)
+    before = layout(page)
+    assert page.locator("#status").is_visible()
+    mouse_stroke(page, VERTICAL)
+    assert not page.locator("#status").is_visible()  # hidden, its place kept
+    assert layout(page) == before
+    clear(page)
+    assert page.locator("#status").is_visible() and layout(page) == before
+
+
+def test_the_hidden_layer_caption_says_what_relu_can_produce(page):
+    caption = page.inner_text("#hidden-caption")
+    assert caption.startswith("128 units, relu (never negative)")
+    assert "< 0" not in caption and "blue" not in caption
+
+
+def test_the_page_logs_no_error(page):
+    clear(page)
+    mouse_stroke(page, CIRCLE)
+    page.reload()
+    page.wait_for_selector('body[data-ready="1"]', state="attached")
+    assert page.errors == []
+
+
+def test_the_training_progress_is_logged_in_whole_lines(server, server_log):
+    log = server_log.read_text()
+    assert "\r" not in log
+    assert log.splitlines()[0] == "training on the 8x8 digits"
+    assert any(line.startswith("epoch 30/30  loss ") for line in log.splitlines())
