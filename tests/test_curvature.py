@@ -431,3 +431,48 @@ def test_lanczos_finds_the_largest_eigenvalue_not_the_largest_magnitude():
     mats = jnp.asarray(np.stack([q @ np.diag(d) @ q.T for d in spectra]))
     top = jax.vmap(lambda a: lanczos_max(lambda w: a @ w, 7, 7, jax.random.key(0), a.dtype))(mats)
     np.testing.assert_allclose(top, list(spectra.values()), rtol=0, atol=1e-12)
+
+
+def lanczos_top_ritz(hessian, v0, k):
+    """The largest Ritz value of k Lanczos steps on ``hessian`` from ``v0``, in plain numpy
+    (float64, every new vector orthogonalized against all earlier ones, twice)."""
+    basis = [v0 / np.linalg.norm(v0)]
+    alphas, betas = [], []
+    for j in range(k):
+        w = hessian @ basis[j]
+        alphas.append(basis[j] @ w)
+        q = np.array(basis)
+        for _ in range(2):
+            w = w - q.T @ (q @ w)
+        if j < k - 1:
+            betas.append(np.linalg.norm(w))
+            basis.append(w / betas[-1])
+    tridiagonal = np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1)
+    return np.linalg.eigvalsh(tridiagonal)[-1]
+
+
+def sharpness_problem():
+    """A 3-3-3 tanh net (24 parameters), its Hessian by jax.hessian, a key and its start vector."""
+    net, params, x, y, _ = problem(DEPTHS[1], "tanh", "sigmoid", "mse", seed=5)
+    hessian = np.asarray(autodiff_hessian(net, params, x, y, l2=0.1))
+    key = jax.random.key(7)
+    v0 = np.asarray(jax.random.normal(key, (hessian.shape[0],), jnp.float64))  # the docstring's
+    return net, params, x, y, hessian, key, v0
+
+
+def test_sharpness_of_one_step_is_the_rayleigh_quotient():
+    net, params, x, y, hessian, key, v0 = sharpness_problem()
+    theta = float(jmlp.sharpness(net, params, x, y, iters=1, key=key, l2=0.1))
+    expected = v0 @ hessian @ v0 / (v0 @ v0)
+    assert abs(theta - expected) <= 1e-10 * np.max(np.abs(np.linalg.eigvalsh(hessian)))
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])  # below the 24 parameters: not yet the whole spectrum
+def test_sharpness_of_few_steps_is_the_top_ritz_value(k):
+    net, params, x, y, hessian, key, v0 = sharpness_problem()
+    theta = float(jmlp.sharpness(net, params, x, y, iters=k, key=key, l2=0.1))
+    eig = np.linalg.eigvalsh(hessian)
+    expected = lanczos_top_ritz(hessian, v0, k)
+    assert abs(theta - expected) <= 1e-10 * np.max(np.abs(eig))
+    # k + 1 steps give a different (larger) value: the count of steps is seen
+    assert lanczos_top_ritz(hessian, v0, k + 1) - expected > 1e-6 * np.max(np.abs(eig))
