@@ -194,6 +194,34 @@ def test_early_stopping_restores_best_params():
     np.testing.assert_allclose(result.history["val_r2"][best - 1], r2, rtol=1e-12)
 
 
+def fitted_line():
+    """A 1-1 linear net already at y = 2x on whole numbers: the training loss is exactly 0 and
+    its gradient exactly 0, so every epoch leaves the params as they are."""
+    net = jmlp.MLP((1, 1), "identity", "identity", "mse")
+    params = [{"W": jnp.full((1, 1), 2.0), "b": jnp.zeros(1)}]
+    x = np.arange(1.0, 6.0)[:, None]
+    return net, params, x, 2 * x
+
+
+def test_tol_stops_when_the_loss_equals_it():
+    """tol: stop once the epoch's loss is <= tol; a loss of exactly 0 meets tol = 0."""
+    net, params, x, y = fitted_line()
+    result = fit(net, params, optax.sgd(0.1), x, y, epochs=10, tol=0.0)
+    assert list(result.history["loss"]) == [0.0]
+    assert result.epochs_run == 1 and result.stopped.startswith("tol")
+
+
+def test_a_val_loss_equal_to_the_best_is_no_improvement():
+    """The val_loss stays the same every epoch (the params never move): its first epoch is the
+    best, and patience 2 stops the run two epochs later."""
+    net, params, x, y = fitted_line()
+    result = fit(net, params, optax.sgd(0.1), x, y, epochs=10, validation=(x, 3 * x), patience=2)
+    val = result.history["val_loss"]
+    np.testing.assert_array_equal(val, [np.mean(x**2)] * 3)  # (3x - 2x)^2, averaged
+    assert result.epochs_run == 3
+    assert "early stopping" in result.stopped and "best epoch 1" in result.stopped
+
+
 def test_same_key_same_params_different_key_different():
     runs = [
         fit(CLS, cls_params(), ADAM, X, Y, epochs=3, batch_size=6, key=jax.random.key(k))
