@@ -18,6 +18,7 @@ import gzip
 import math
 import os
 import struct
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -80,7 +81,10 @@ class Preprocessing(NamedTuple):
         dtype = _float_dtype(dtype)
         x = np.asarray(x).astype(dtype)
         if x.shape[1:] != self.x_mean.shape:
-            raise ValueError(f"x: expected rows of shape {self.x_mean.shape}, got {x.shape[1:]}")
+            raise ValueError(
+                f"x: expected rows of shape {self.x_mean.shape}, i.e. x of shape "
+                f"(n, {', '.join(map(str, self.x_mean.shape))}), got x of shape {x.shape}"
+            )
         return (x - self.x_mean.astype(dtype)) / self.x_scale.astype(dtype)
 
     def outputs(self, y: ArrayLike) -> np.ndarray:
@@ -93,7 +97,16 @@ class Preprocessing(NamedTuple):
         return np.asarray(self.classes)[np.asarray(codes)]
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (floats exact: ``json`` writes the shortest repr that round-trips)."""
+        """A JSON-ready dict (floats exact: ``json`` writes the shortest repr that round-trips).
+        NaN/inf statistics (which JSON writes as ``NaN``/``Infinity``) are refused."""
+        for field in ("x_mean", "x_scale", "y_mean", "y_scale"):
+            value = getattr(self, field)
+            if value is not None and not np.all(np.isfinite(value)):
+                j = int(np.argmax(~np.isfinite(np.ravel(value))))
+                raise ValueError(
+                    f"preprocessing: {field} holds {np.ravel(value)[j].item()!r} (column {j}); "
+                    "statistics must be finite"
+                )
         plain = {
             k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in self._asdict().items()
         }
@@ -130,16 +143,66 @@ def standardize(x_train: ArrayLike, *others: ArrayLike) -> tuple[np.ndarray, ...
     """Z-score every array with the statistics of ``x_train`` (columns = features).
 
     ``mean = mean_i x_train[i]``, ``std = std_i x_train[i]`` (1 where it is 0), then
-    ``x' = (x - mean) / std`` for ``x_train`` and each of ``others``.
+    ``x' = (x - mean) / std`` for ``x_train`` and each of ``others``, in ``x_train``'s dtype.
+    The statistics are computed in float64 on each column divided by its largest magnitude, so
+    no square overflows (values near float64's limit keep a finite std).
 
     **Returns:** ``(x_train', *others', mean, std)``; mean and std have shape ``x_train.shape[1:]``.
     """
     x_train = np.asarray(x_train)
-    mean = x_train.mean(axis=0)
-    std = x_train.std(axis=0)
-    std = np.where(std > 0, std, 1).astype(std.dtype)
-    scaled = tuple((np.asarray(a) - mean) / std for a in (x_train, *others))
+    mean, std = _mean_std(x_train)
+    dtype = x_train.dtype if np.issubdtype(x_train.dtype, np.floating) else np.dtype(np.float64)
+    with np.errstate(over="ignore"):  # what overflows the dtype is refused by the callers
+        mean, std = mean.astype(dtype), std.astype(dtype)
+        scaled = tuple((np.asarray(a) - mean) / std for a in (x_train, *others))
     return (*scaled, mean, std)
+
+
+def _mean_std(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and standard deviations of ``x (n, ...)`` in float64, computed on
+    ``x / m`` with ``m`` the column's largest magnitude; a std of 0 becomes 1."""
+    x = x.astype(np.float64)
+    m = np.max(np.abs(x), axis=0) if len(x) else np.ones(x.shape[1:])
+    m = np.where((m > 0) & np.isfinite(m), m, 1.0)
+    u = x / m
+    mean, std = u.mean(axis=0) * m, u.std(axis=0) * m
+    return mean, np.where(std > 0, std, 1.0)
+
+
+def _check_fits(name: str, a: np.ndarray, dtype: np.dtype, columns: tuple | None) -> None:
+    """ValueError naming the first column of ``a (n, ...)`` whose values overflow ``dtype``
+    (float64 values beyond float32's +-3.4e38), with the largest magnitude there."""
+    flat = a.reshape(len(a), -1)
+    if not flat.size:
+        return
+    low, high = flat.min(axis=0).astype(np.float64), flat.max(axis=0).astype(np.float64)
+    peak = np.maximum(-low, high)
+    big = peak > np.finfo(dtype).max
+    if np.any(big):
+        j = int(np.argmax(big))
+        raise ValueError(
+            f"{name}: column {_label(j, columns)} holds {peak[j]:.3g}, beyond the range of "
+            f"{dtype} (+-{np.finfo(dtype).max:.3g}); rescale it or pass dtype=np.float64"
+        )
+
+
+def _check_scaled(name: str, arrays: tuple, std: np.ndarray, columns: tuple | None) -> None:
+    """ValueError naming the first column whose standardized values ``(x - mean) / std``
+    overflow the dtype (a std far below the values' spread in another split)."""
+    for a in arrays:
+        bad = ~np.isfinite(a.reshape(len(a), -1))
+        if np.any(bad):
+            j = int(np.argmax(bad.any(axis=0)))
+            raise ValueError(
+                f"{name}: column {_label(j, columns)} overflows {a.dtype} once standardized "
+                f"((x - mean) / std, std {std.reshape(-1)[j]:.3g}); pass dtype=np.float64 or "
+                "rescale it"
+            )
+
+
+def _label(j: int, columns: tuple | None) -> str:
+    """How a message names column ``j``: by its name when the columns have names."""
+    return repr(columns[j]) if columns else str(j)
 
 
 def _split_indices(
@@ -200,8 +263,11 @@ def _few_whole_values(y: np.ndarray) -> bool:
     return bool(whole) and len(np.unique(y)) <= _MAX_CLASSES
 
 
-def _encode_target(y: np.ndarray, task: str | None, where: str) -> tuple[np.ndarray, str, Any]:
-    """Targets -> (int32 codes or float targets, task, classes). Strings are always classes."""
+def _encode_target(
+    y: np.ndarray, task: str | None, where: str, at: Callable[[int], str] = "row {}".format
+) -> tuple[np.ndarray, str, Any]:
+    """Targets -> (int32 codes or float targets, task, classes). Strings are always classes.
+    ``where`` names the targets in errors, ``at(i)`` their row ``i``."""
     if task not in (None, "classification", "regression"):
         raise ValueError(f"task: expected 'classification', 'regression' or None, got {task!r}")
     if y.ndim == 2 and y.shape[1] == 1:
@@ -209,6 +275,8 @@ def _encode_target(y: np.ndarray, task: str | None, where: str) -> tuple[np.ndar
     numeric = np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_
     if task is None:
         few = y.ndim == 1 and numeric and _few_whole_values(y)
+        if y.ndim == 1 and numeric and not few:
+            _check_not_almost_labels(y, where, at)
         task = "classification" if few or not numeric else "regression"
     if task == "regression":
         if not numeric:
@@ -217,9 +285,31 @@ def _encode_target(y: np.ndarray, task: str | None, where: str) -> tuple[np.ndar
     if y.ndim != 1:
         raise ValueError(f"{where}: class labels must be one column, got shape {y.shape}")
     values, codes = np.unique(y, return_inverse=True)
+    if len(values) < 2:
+        raise ValueError(
+            f"{where}: every example has the label {values[0].item()!r}: one class, and a "
+            "classifier needs at least two"
+        )
     if numeric and np.all(values == np.round(values)):
         values = values.astype(np.int64)
     return codes.astype(np.int32), task, tuple(values.tolist())
+
+
+def _check_not_almost_labels(y: np.ndarray, where: str, at: Callable[[int], str]) -> None:
+    """Few distinct values, most of them whole, but not all: class labels with a typo, or
+    numbers? Refused rather than guessed (a stray 1.5 among labels 0, 1, 2 would otherwise make
+    the whole task regression)."""
+    y = y.astype(np.float64)
+    whole = y == np.round(y)
+    if len(np.unique(y)) > _MAX_CLASSES or np.mean(whole) <= 0.5:
+        return
+    i, values = int(np.argmax(~whole)), np.unique(y[whole])
+    labels = ", ".join(f"{v:g}" for v in values[:5]) + (", ..." if len(values) > 5 else "")
+    raise ValueError(
+        f"{where}: looks like class labels (whole numbers {labels}) but {at(i)} holds "
+        f"{y[i].item()!r}; correct that label, or pass task='regression' (jmlp train --task "
+        "regression) to fit the values as numbers"
+    )
 
 
 def _check_finite(name: str, a: np.ndarray) -> None:
@@ -244,23 +334,29 @@ def _make_dataset(
     seed: int,
     scale: bool,
     dtype: DTypeLike,
+    columns: tuple | None = None,
 ) -> Dataset:
     """Split (stratified for classes), cast and optionally standardize (regression: y too),
-    keeping the statistics in ``Dataset.preprocessing``."""
+    keeping the statistics in ``Dataset.preprocessing``. Values the dtype cannot hold, raw or
+    standardized, are refused naming the column (``columns``: the features' names)."""
     dtype = _float_dtype(dtype)
     strata = y if task == "classification" else None
     train, test = _split_indices(len(x), test_size, seed, strata)
+    _check_fits("x", x, dtype, columns)
     x_train, x_test = x[train].astype(dtype), x[test].astype(dtype)
     y_train, y_test = y[train], y[test]
     x_mean, x_scale = np.zeros(x.shape[1:], dtype), np.ones(x.shape[1:], dtype)
     y_mean = y_scale = None
     if task == "regression":
+        _check_fits("y", y, dtype, None)
         y_train, y_test = y_train.astype(dtype), y_test.astype(dtype)
         y_mean, y_scale = np.zeros(y.shape[1:], dtype), np.ones(y.shape[1:], dtype)
     if scale:
         x_train, x_test, x_mean, x_scale = standardize(x_train, x_test)
+        _check_scaled("x", (x_train, x_test), x_scale, columns)
         if task == "regression":
             y_train, y_test, y_mean, y_scale = standardize(y_train, y_test)
+            _check_scaled("y", (y_train, y_test), y_scale, None)
     n_classes = len(classes) if task == "classification" else 0
     prep = Preprocessing(x_mean, x_scale, y_mean, y_scale, classes)
     return Dataset(x_train, y_train, x_test, y_test, task, n_classes, name, classes, prep)
@@ -281,8 +377,10 @@ def from_arrays(
 
     ``task=None`` infers it: string labels, or integer-valued numbers with at most 20 distinct
     values, are classes (coded ``0..k-1`` in sorted order, kept in ``Dataset.classes``); other
-    numbers are regression targets. ``standardize`` z-scores x, and for regression y as well,
-    with training statistics only.
+    numbers are regression targets, except few values mostly whole (a stray 1.5 among labels
+    0, 1, 2), which are refused: say ``task``. ``standardize`` z-scores x, and for regression y
+    as well, with training statistics only. One class, and values the dtype cannot hold (raw or
+    standardized), are refused.
     """
     x, y = np.asarray(x), np.asarray(y)
     if x.ndim != 2 or not np.issubdtype(x.dtype, np.number):
@@ -292,8 +390,26 @@ def from_arrays(
     _check_finite("x", x)
     if np.issubdtype(y.dtype, np.number):
         _check_finite("y", y.reshape(len(y), -1))
-    y, task, classes = _encode_target(y, task, "y")
-    return _make_dataset(x, y, task, classes, name, test_size, seed, standardize, dtype)
+    return _dataset(x, y, task, name, test_size, seed, standardize, dtype)
+
+
+def _dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    task: str | None,
+    name: str,
+    test_size: float,
+    seed: int,
+    scale: bool,
+    dtype: DTypeLike,
+    columns: tuple | None = None,
+    where: str = "y",
+    at: Callable[[int], str] = "row {}".format,
+) -> Dataset:
+    """Checked ``x``, ``y`` -> Dataset; errors name the feature ``columns``, the targets
+    (``where``) and their rows (``at(i)``)."""
+    y, task, classes = _encode_target(y, task, where, at)
+    return _make_dataset(x, y, task, classes, name, test_size, seed, scale, dtype, columns)
 
 
 # ----------------------------------------------------------------------------- built-in sets
@@ -545,7 +661,7 @@ class _Cells(NamedTuple):
 def _read_csv(path: str, delimiter: str) -> _Cells:
     """Every non-blank row, stripped; the first is a header when :func:`_has_header` says so."""
     rows, lines = [], []
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: drops Excel's BOM
         reader = csv.reader(f, delimiter=delimiter)
         for row in reader:
             if any(cell.strip() for cell in row):
@@ -562,7 +678,20 @@ def _read_csv(path: str, delimiter: str) -> _Cells:
     lines = lines[1:] if header is not None else lines
     if not rows:
         raise ValueError(f"{path!r}: a header row and no data rows")
+    if header is not None:
+        _check_unique(header, path)
     return _Cells(np.array(rows, dtype=str), lines, header)
+
+
+def _check_unique(header: list[str], path: str) -> None:
+    """Columns are found by name (jmlp predict): two columns of one name are refused."""
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        at = [j for j, name in enumerate(header) if name == twice[0]]
+        raise ValueError(
+            f"{path!r}: the header repeats column names {twice} ({twice[0]!r} names columns "
+            f"{at}); give each column its own name"
+        )
 
 
 def _is_number(cell: str) -> bool:
@@ -574,11 +703,17 @@ def _is_number(cell: str) -> bool:
 
 
 def _has_header(rows: list[list[str]]) -> bool:
-    """A first row is a header when some cell is text above a number in the second row (one row:
-    when no cell is a number)."""
+    """A first row is a header when some cell is text above a number in the second row, or a
+    number above a column of text (names "0", "1", "2" over labels); one row: when no cell is a
+    number."""
     if len(rows) == 1:
         return not any(_is_number(cell) for cell in rows[0])
-    return any(not _is_number(a) and _is_number(b) for a, b in zip(rows[0], rows[1]))
+    for j, (a, b) in enumerate(zip(rows[0], rows[1])):
+        if not _is_number(a) and _is_number(b):
+            return True
+        if _is_number(a) and not _is_number(b) and not any(_is_number(r[j]) for r in rows[1:]):
+            return True
+    return False
 
 
 def _column_name(table: _Cells, j: int) -> str:
@@ -624,9 +759,21 @@ def _numbers(table: _Cells, columns: list[int], path: str, kind: str = "feature"
     raise AssertionError("unreachable: a cell failed to convert but none is bad")
 
 
-def _parse_csv(path: str, target: int | str, delimiter: str):
-    """``x (n, n_in)`` float64, the target column (float64 if every cell is a number, else text)
-    and the feature columns' names (None without a header)."""
+class _Parsed(NamedTuple):
+    """A CSV file as training reads it: ``x (n, n_in)`` float64, ``y (n,)`` (float64 if every
+    cell is a number, else text), the names of the feature columns and of the target (None
+    without a header), how messages name the target column, and the file line of each row."""
+
+    x: np.ndarray
+    y: np.ndarray
+    features: tuple[str, ...] | None
+    target: str | None
+    column: str
+    lines: list[int]
+
+
+def _parse_csv(path: str, target: int | str, delimiter: str) -> _Parsed:
+    """The training table of a CSV file (see :class:`_Parsed`)."""
     table = _read_csv(path, delimiter)
     if len(table.cells) < 2:
         raise ValueError(f"{path!r}: expected at least 2 data rows, got 1")
@@ -646,18 +793,28 @@ def _parse_csv(path: str, target: int | str, delimiter: str):
             f"{path!r}: target column {_column_name(table, t)} has an empty cell at line "
             f"{table.lines[y.index('')]}; fill it in or drop the row"
         )
-    y = table.cells[:, t]
-    if all(_is_number(c) for c in y.tolist()):
+    numbers = [_is_number(c) for c in y]
+    if all(numbers):
         y = _numbers(table, [t], path, "target")[:, 0]
+    else:
+        missing = [i for i, n in enumerate(numbers) if n and not math.isfinite(float(y[i]))]
+        if missing:
+            raise ValueError(
+                f"{path!r}: target column {_column_name(table, t)} holds {y[missing[0]]!r} at "
+                f"line {table.lines[missing[0]]}: a missing value, not a class; fill it in or "
+                "drop the row"
+            )
+        y = table.cells[:, t]
     names = None if table.header is None else tuple(table.header[j] for j in features)
-    return x, y, names, None if table.header is None else table.header[t]
+    target_name = None if table.header is None else table.header[t]
+    return _Parsed(x, y, names, target_name, _column_name(table, t), table.lines)
 
 
 def read_features(
     path: str | os.PathLike,
     preprocessing: Preprocessing,
     *,
-    target: int | str | None = -1,
+    target: int | None = -1,
     delimiter: str = ",",
     keys: tuple[str, str] = ("x", "y"),
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -665,8 +822,10 @@ def read_features(
 
     CSV with a header and a run whose features have names: the columns are found by name (in any
     order, others ignored; the target column by ``preprocessing.target``). Otherwise by
-    position: ``n_in`` feature columns, or ``n_in + 1`` with the target at index ``target``.
-    NPZ: arrays ``keys`` (the targets optional).
+    position: ``n_in`` feature columns, or ``n_in + 1`` with the target at index ``target``
+    (``None``: no target column is read), taken only if every cell of it is a target the run
+    knows (one of its classes; a number for regression). NPZ: arrays ``keys`` (the targets
+    optional).
 
     **Returns:** ``x (n, n_in)`` float64 and the target column ``(n,)`` as read (None if absent).
     """
@@ -684,7 +843,9 @@ def read_features(
 
 
 def _feature_columns(table: _Cells, prep: Preprocessing, target, path: str):
-    """Indices of the feature columns and of the target column (None if absent)."""
+    """Indices of the feature columns and of the target column (None if absent). Without names,
+    ``n_in + 1`` columns hold the target at index ``target`` (None: the run had no target
+    column) only if its cells are targets the run knows; anything else is refused."""
     n_in, n_cols = int(np.prod(prep.x_mean.shape)), table.cells.shape[1]
     if table.header is not None and prep.features is not None:
         missing = [name for name in prep.features if name not in table.header]
@@ -697,12 +858,39 @@ def _feature_columns(table: _Cells, prep: Preprocessing, target, path: str):
         return [table.header.index(name) for name in prep.features], t
     if n_cols == n_in:
         return list(range(n_in)), None
-    if n_cols == n_in + 1 and isinstance(target, int):
-        t = target % n_cols
-        return [j for j in range(n_cols) if j != t], t
-    raise ValueError(
-        f"{path!r}: expected {n_in} feature columns (or {n_in + 1} with the target), got {n_cols}"
-    )
+    expected = f"{path!r}: expected {n_in} feature columns"
+    if n_cols != n_in + 1 or target is None:
+        with_target = f" (or {n_in + 1} with the target)" if target is not None else ""
+        raise ValueError(f"{expected}{with_target}, got {n_cols}")
+    t = target % n_cols
+    cells = table.cells[:, t].tolist()
+    i = _first_unknown_target(cells, prep)
+    if i is not None:
+        known = f"one of the run's classes {list(prep.classes)}" if prep.classes else "a number"
+        raise ValueError(
+            f"{expected}, or {n_in + 1} with the target column at index {t}; got {n_cols}, "
+            f"and column {_column_name(table, t)} holds {cells[i]!r} at line {table.lines[i]}, "
+            f"not {known}"
+        )
+    return [j for j in range(n_cols) if j != t], t
+
+
+def _first_unknown_target(cells: list[str], prep: Preprocessing) -> int | None:
+    """Index of the first cell that is not one of the run's classes (as text, or the same
+    number: "1.0" is class 1), or for regression not a finite number; None if all are known
+    (or the run says neither)."""
+    classes = prep.classes or ()
+    texts = {str(c) for c in classes}
+    numbers = {float(c) for c in classes if isinstance(c, (int, float))}
+
+    def known(cell: str) -> bool:
+        if prep.classes is not None:
+            return cell in texts or (_is_number(cell) and float(cell) in numbers)
+        if prep.y_mean is not None:
+            return _is_number(cell) and math.isfinite(float(cell))
+        return True
+
+    return next((i for i, cell in enumerate(cells) if not known(cell)), None)
 
 
 def load_table(
@@ -733,19 +921,30 @@ def load_table(
             if missing:
                 raise ValueError(f"{path!r}: no arrays {missing}; has {list(archive.keys())}")
             x, y = archive[keys[0]], archive[keys[1]]
-        features = target_name = None
-    else:
-        x, y, features, target_name = _parse_csv(path, target, delimiter)
-    name = os.path.splitext(os.path.basename(path))[0]
-    ds = from_arrays(
-        x,
-        y,
-        task=task,
-        name=name,
-        test_size=test_size,
-        seed=seed,
-        standardize=standardize,
-        dtype=dtype,
+        name = os.path.splitext(os.path.basename(path))[0]
+        return from_arrays(
+            x,
+            y,
+            task=task,
+            name=name,
+            test_size=test_size,
+            seed=seed,
+            standardize=standardize,
+            dtype=dtype,
+        )
+    table = _parse_csv(path, target, delimiter)
+    ds = _dataset(
+        table.x,
+        table.y,
+        task,
+        os.path.splitext(os.path.basename(path))[0],
+        test_size,
+        seed,
+        standardize,
+        dtype,
+        columns=table.features,
+        where=f"{path!r}: target column {table.column}",
+        at=lambda i: f"line {table.lines[i]}",
     )
-    prep = ds.preprocessing._replace(features=features, target=target_name)
+    prep = ds.preprocessing._replace(features=table.features, target=table.target)
     return ds._replace(preprocessing=prep)

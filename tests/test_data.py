@@ -521,3 +521,143 @@ def test_read_features_errors(tmp_path, text, match):
     path.write_text(text)
     with pytest.raises(ValueError, match=match):
         data.read_features(path, prep)
+
+
+# ----------------------------------------------------------------------------- no silent wrong tables
+
+
+def test_standardize_does_not_overflow_for_huge_values():
+    """Values near 1e19 squared overflow float32 (and near 1e155, float64): the statistics
+    come out finite, equal to those of the column divided by 1e19 times 1e19."""
+    small = np.array([[1.0, 1.0], [3.0, 2.0], [2.0, 3.0], [5.0, 1.0]])
+    for dtype, unit in ((np.float32, 1e19), (np.float64, 1e300)):
+        x = (small * [unit, 1.0]).astype(dtype)
+        a, mean, std = data.standardize(x)
+        np.testing.assert_allclose(mean, [2.75 * unit, 1.75], rtol=1e-6)
+        np.testing.assert_allclose(std, [np.sqrt(2.1875) * unit, np.sqrt(0.6875)], rtol=1e-6)
+        expected = (small - small.mean(0)) / small.std(0)
+        np.testing.assert_allclose(a, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_from_arrays_trains_on_huge_values_and_refuses_what_float32_cannot_hold():
+    x = np.array([[1e19, 1.0], [3e19, 2.0], [2e19, 3.0], [5e19, 1.0], [4e19, 2.0]] * 4)
+    y = np.arange(20) % 2
+    ds = data.from_arrays(x, y)
+    prep = ds.preprocessing.to_dict()
+    assert all(np.isfinite(prep["x_scale"])) and all(np.isfinite(ds.x_train.ravel()))
+    assert np.std(ds.x_train[:, 0]) > 0.5  # not all -0.
+    x[3, 0] = 1e39
+    with pytest.raises(ValueError, match=r"x: column 0 holds 1e\+39, beyond the range of float32"):
+        data.from_arrays(x, y)
+    assert np.isfinite(data.from_arrays(x, y, dtype=np.float64).preprocessing.x_scale).all()
+
+
+def test_a_column_beyond_float32_is_named_by_its_header(tmp_path):
+    path = tmp_path / "big.csv"
+    rows = "".join(f"{i},{i % 3}e39,{i % 2}\n" for i in range(10))
+    path.write_text("a,big,y\n" + rows)
+    with pytest.raises(ValueError, match=r"x: column 'big' holds 2e\+39"):
+        data.load_table(path)
+
+
+def test_preprocessing_never_holds_infinity_for_json():
+    prep = data.Preprocessing(np.zeros(2), np.array([1.0, np.inf]))
+    with pytest.raises(ValueError, match=r"preprocessing: x_scale holds inf \(column 1\)"):
+        prep.to_dict()
+
+
+def test_standardized_values_that_overflow_are_refused():
+    """Values near float32's limit on both sides: x - mean (mean near -2e38) is beyond float32
+    for the positive rows, whichever split they land in; refused naming the column."""
+    x = np.array([[-3e38, 0.0]] * 18 + [[3e38, 1.0]] * 3)
+    y = np.arange(21) % 2
+    with pytest.raises(ValueError, match=r"x: column 0 overflows float32 once standardized"):
+        data.from_arrays(x, y)
+    assert np.all(np.isfinite(data.from_arrays(x, y, dtype=np.float64).x_train))
+
+
+CSV_REFUSED = [
+    # a header of numbers over a text target is a header, not a training row: see below
+    ("duplicate names", "f,f,y\n1,2,a\n2,3,b\n", r"repeats column names \['f'\]"),
+    ("nan label", "f,g,y\n1,2,a\n2,3,b\n3,4,nan\n4,5,b\n", r"'y' holds 'nan' at line 4"),
+    ("inf label", "f,g,y\n1,2,a\n2,3,-inf\n", r"'y' holds '-inf' at line 3"),
+    (
+        "a stray 1.5",
+        "f,y\n1,0\n2,1\n3,2\n4,1.5\n5,0\n6,1\n",
+        (
+            r"target column 'y': looks like class labels \(whole numbers 0, 1, 2\) but line 5 "
+            r"holds 1\.5; .*--task regression"
+        ),
+    ),
+    (
+        "one class",
+        "f,y\n1,cat\n2,cat\n3,cat\n",
+        r"'y': every example has the label 'cat': one class",
+    ),
+]
+
+
+@pytest.mark.parametrize("what, text, match", CSV_REFUSED, ids=[c[0] for c in CSV_REFUSED])
+def test_csv_tables_that_would_train_the_wrong_thing_are_refused(tmp_path, what, text, match):
+    path = tmp_path / "t.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        data.load_table(path)
+
+
+def test_a_stray_non_whole_label_is_regression_when_asked():
+    x, y = np.arange(6.0)[:, None], np.array([0, 1, 2, 1.5, 0, 1])
+    with pytest.raises(ValueError, match=r"y: looks like class labels .* row 3 holds 1\.5"):
+        data.from_arrays(x, y, test_size=0.5)
+    assert data.from_arrays(x, y, task="regression", test_size=0.5).task == "regression"
+    many = np.linspace(0, 1, 30)  # real regression targets are not questioned
+    assert data.from_arrays(np.arange(30.0)[:, None], many).task == "regression"
+
+
+def test_a_header_of_numbers_over_a_text_target_is_a_header(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("0,1,2\n5.1,3.5,cat\n4.9,3.0,dog\n4.7,3.2,cat\n4.6,3.1,dog\n5.0,3.6,cat\n")
+    ds = data.load_table(path, standardize=False, test_size=0.4)
+    assert len(ds.x_train) + len(ds.x_test) == 5 and ds.classes == ("cat", "dog")
+    assert ds.preprocessing.features == ("0", "1") and ds.preprocessing.target == "2"
+
+
+@pytest.mark.parametrize("header", ["f1,f2,y\n", ""])
+def test_a_byte_order_mark_is_not_part_of_the_first_cell(tmp_path, header):
+    """Excel's "CSV UTF-8" starts with EF BB BF; it used to rename the first column (or, with
+    no header, make the first row a header: its first cell was not a number)."""
+    path = tmp_path / "t.csv"
+    text = header + "1,2,0\n2,3,1\n3,4,0\n4,5,1\n5,6,0\n"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    ds = data.load_table(path, standardize=False, test_size=0.4)
+    assert len(ds.x_train) + len(ds.x_test) == 5
+    assert ds.preprocessing.features == (("f1", "f2") if header else None)
+
+
+@pytest.mark.parametrize(
+    "classes, y_mean, text, match",
+    [
+        (
+            (0, 1, 2),
+            None,
+            "1,2,0\n2,3,7\n",
+            (
+                r"expected 2 feature columns, or 3 with the target column at index 2; got 3, "
+                r"and column 2 holds '7' at line 2, not one of the run's"
+            ),
+        ),
+        (None, np.zeros(1), "1,2,a\n", r"column 2 holds 'a' at line 1, not a number"),
+    ],
+)
+def test_an_extra_column_is_the_target_only_if_it_holds_targets(
+    tmp_path, classes, y_mean, text, match
+):
+    prep = data.Preprocessing(np.zeros(2), np.ones(2), y_mean, y_mean, classes)
+    path = tmp_path / "new.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        data.read_features(path, prep)
+    with pytest.raises(ValueError, match=r"expected 2 feature columns, got 3"):  # no target
+        data.read_features(path, prep, target=None)
+    path.write_text("1,2,1.0\n2,3,2\n" if classes else "1,2,3.5\n")
+    assert data.read_features(path, prep)[1] is not None  # "1.0" is class 1
