@@ -240,16 +240,17 @@ def save_checkpoint(
 
 
 def _open_npz(target: Path) -> Any:
-    """``np.load`` the archive, with a ValueError if the file is not an ``.npz`` archive."""
+    """``np.load`` the archive, with a ValueError if the file is not an ``.npz`` archive (checked
+    first: numpy leaves the file open when the archive is damaged)."""
+    if not zipfile.is_zipfile(target):
+        with open(target, "rb") as f:
+            npy = f.read(6) == b"\x93NUMPY"
+        what = "a .npy array, not an .npz archive" if npy else "not an .npz archive, or cut short"
+        raise ValueError(f"{target} is not a jmlp checkpoint: {what}")
     try:
-        npz = np.load(target, allow_pickle=False)
+        return np.load(target, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(f"{target} is not a jmlp checkpoint (not an .npz archive): {err}") from err
-    if not isinstance(npz, np.lib.npyio.NpzFile):  # the file's content is wrong, not a type
-        raise ValueError(  # noqa: TRY004
-            f"{target} is not a jmlp checkpoint: a .npy array, not an .npz archive"
-        )
-    return npz
 
 
 def _read_metadata(npz: Any, target: Path) -> dict:

@@ -8,8 +8,10 @@ import csv
 import importlib.metadata
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -324,7 +326,7 @@ def test_resume_is_bitwise_an_uninterrupted_run(tmp_path, capsys):
     "args, needles",
     [
         (["--resume", "RUN", "--lr", "0.1"], ["only --epochs may change", "--lr"]),
-        (["--resume", "RUN", "--epochs", "2"], ["the run has done 3 epochs already"]),
+        (["--resume", "RUN", "--epochs", "2"], ["the run already has 3 epochs"]),
         (["--data", "iris", "--delimiter", ";"], ["--delimiter: applies to a CSV/NPZ file"]),
         (["--data", "iris", "--delimiter", "ab"], ["expected one character or 'tab'"]),
     ],
@@ -357,6 +359,198 @@ def test_figure_labels_and_the_accuracy_in_the_confusion_title():
     assert fig.axes[1].get_ylabel() == "validation R^2"
     fig = confusion_figure(np.array([[5, 1], [2, 4]]), ("cat", "dog"))
     assert fig.axes[0].get_title() == "test set: accuracy 0.7500\n(9 of 12)"
+
+
+# ----------------------------------------------------------------------------- a run is never lost
+# The run folder's guarantees; kills at random points and signals: tests/test_kill.py.
+
+
+def test_default_run_folders_never_collide(tmp_path, capsys, monkeypatch):
+    """Two runs started in the same second with the default --out get two folders."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(time, "strftime", lambda *_: "20250101-120000")
+    printed = [main(capsys, "train", "--data", "iris", *TINY, "--quiet")[1] for _ in range(2)]
+    expected = ["runs/iris-20250101-120000", "runs/iris-20250101-120000-2"]
+    assert [p.strip() for p in printed] == expected
+    assert all((tmp_path / folder / "checkpoint.npz").is_file() for folder in expected)
+
+
+def test_a_non_empty_out_folder_is_refused_unless_overwrite(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(capsys, "train", "--data", "iris", *TINY, "--out", out)[0] == 0
+    code, _, err = main(capsys, "train", "--data", "diabetes", *TINY, "--out", out)
+    assert code == 2 and f"--out {out}: the folder is not empty" in err and "--overwrite" in err
+    assert json.loads((out / "config.json").read_text())["data"] == "iris"  # left as it was
+    assert main(capsys, "train", "--data", "diabetes", *TINY, "--out", out, "--overwrite")[0] == 0
+    assert json.loads((out / "config.json").read_text())["data"] == "diabetes"
+    assert not (out / "confusion.png").exists()  # no classifier's figure beside a regression
+
+
+def test_every_file_of_the_run_folder_is_written_atomically(tmp_path, capsys, monkeypatch):
+    """Each file arrives by os.replace of a whole temporary file, none is written in place."""
+    replaced = []
+
+    def replace(source, target):
+        replaced.append(Path(target).name)
+        return real(source, target)
+
+    real = os.replace
+    monkeypatch.setattr(os, "replace", replace)
+    out = tmp_path / "run"
+    assert main(capsys, "train", "--data", "iris", *TINY, "--out", out)[0] == 0
+    names = {p.name for p in out.iterdir()}
+    assert RUN_FILES | {"last.npz", "training.json", "confusion.png"} <= names
+    assert names <= set(replaced)
+
+
+def test_resume_rebuilds_a_truncated_metrics_csv_and_removes_temp_files(tmp_path, capsys):
+    """metrics.csv cut mid-row (as a kill during a write in place left it) and a killed save's
+    temporary file: the resumed run has every epoch's row, as an uninterrupted run's."""
+    settings = ["--data", "iris", "--hidden", "4", "--seed", "2", "--no-progress"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(capsys, "train", *settings, "--epochs", "3", "--out", a)[0] == 0
+    text = (a / "metrics.csv").read_text()
+    (a / "metrics.csv").write_text(text[: text.index("\n2,") + 6])
+    (a / ".last.npz.k2j4x9_q.tmp").write_bytes(b"PK\x03\x04")
+    code, out, err = main(capsys, "train", "--resume", a, "--epochs", "5", "--no-progress")
+    assert code == 0, err
+    assert f"{a / 'metrics.csv'} had 1 of the 3 epochs' rows" in err
+    assert f"resuming {a} from epoch 3 of 5" in err
+    assert "epochs      5 of 5 (resumed from epoch 3)" in out
+    assert not [p.name for p in a.iterdir() if p.name.endswith(".tmp")]
+    assert main(capsys, "train", *settings, "--epochs", "5", "--out", b)[0] == 0
+    resumed, whole = read_metrics(a / "metrics.csv"), read_metrics(b / "metrics.csv")
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in whole]
+    assert [r["epoch"] for r in resumed] == ["1", "2", "3", "4", "5"]
+    assert [r["seconds"] == "" for r in resumed] == [False, True, True, False, False]
+
+
+@pytest.fixture
+def finished(tmp_path, capsys) -> Path:
+    """A finished 3-epoch iris run (lr 0.01, the preset)."""
+    out = tmp_path / "run"
+    assert main(capsys, "train", "--data", "iris", *TINY, "--out", out)[0] == 0
+    return out
+
+
+def _edit_config(out: Path, **changes) -> None:
+    cfg = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**cfg, **changes}))
+
+
+DAMAGE = {
+    "no last.npz": lambda out: (out / "last.npz").unlink(),
+    "bad last.npz": lambda out: (out / "last.npz").write_bytes(b"PK\x03\x04 cut short"),
+    "config not JSON": lambda out: (out / "config.json").write_text('{"data": "iris", "lr"'),
+    "config a list": lambda out: (out / "config.json").write_text("[1, 2]"),
+    "config lr nonsense": lambda out: _edit_config(out, lr="fast"),
+    "config hidden nonsense": lambda out: _edit_config(out, hidden=[4, -2]),
+    "lr changed": lambda out: _edit_config(out, lr=0.5),
+    "batch size changed": lambda out: _edit_config(out, batch_size=8),
+}
+
+
+@pytest.mark.parametrize(
+    "damage, needles",
+    [
+        ("no last.npz", ["last.npz is missing", "--config", "config.json --out NEW_FOLDER"]),
+        ("bad last.npz", ["last.npz is damaged", "--config", "config.json --out NEW_FOLDER"]),
+        ("config not JSON", ["config.json is not readable JSON", "restore it"]),
+        ("config a list", ["config.json holds a JSON list, not an object"]),
+        ("config lr nonsense", ["config.json: 'lr' is 'fast'", "(as --lr)", "correct it"]),
+        ("config hidden nonsense", ["config.json: 'hidden' is [4, -2]", "positive widths"]),
+        ("lr changed", ["lr differs", "trained with lr 0.01", "config.json gives 0.5"]),
+        ("batch size changed", ["batch_size differs", "with batch_size 16", "gives 8"]),
+    ],
+)
+def test_a_damaged_or_changed_run_folder_names_the_file_and_the_fix(
+    finished, capsys, damage, needles
+):
+    DAMAGE[damage](finished)
+    code, _, err = main(capsys, "train", "--resume", finished, "--epochs", "5", "--no-progress")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err
+    assert str(finished) in err
+
+
+def test_resume_on_other_data_is_refused(pets, tmp_path, capsys):
+    """One label changed: the same preprocessing (features, class names), other data."""
+    table = tmp_path / "pets.csv"
+    table.write_text((pets / "pets.csv").read_text())
+    run = tmp_path / "run"
+    assert main(capsys, "train", "--data", table, "--target", "kind", *TINY, "--out", run)[0] == 0
+    rows = table.read_text().splitlines()
+    swapped = (
+        rows[1].replace(",cat,", ",dog,")
+        if ",cat," in rows[1]
+        else rows[1].replace(",dog,", ",cat,")
+    )
+    table.write_text("\n".join([rows[0], swapped, *rows[2:]]) + "\n")
+    code, _, err = main(capsys, "train", "--resume", run, "--epochs", "5")
+    assert code == 2 and "the training data differ from those the run was trained on" in err
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--seed", "99999999999999999999999"], ["--seed", "from 0 to 4294967295"]),
+        (["--seed", "-1"], ["--seed", "from 0 to 4294967295"]),
+        (["--val-split", "0.999"], ["--val-split 0.999", "give a smaller --val-split"]),
+        (["--l2", "inf"], ["--l2", "expected a finite number >= 0"]),
+        (["--lr", "nan"], ["--lr", "expected a number >= 0"]),
+    ],
+)
+def test_bad_numbers_are_refused_naming_their_option(tmp_path, capsys, args, needles):
+    code, _, err = main(capsys, "train", "--data", "iris", *TINY, *args, "--out", tmp_path)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "test_size" not in err and "diverged" not in err
+    for needle in needles:
+        assert needle in err
+
+
+def test_the_two_training_losses_are_labelled(tmp_path, capsys):
+    """The progress line's loss (mean over an epoch's steps) and the table's (after training,
+    on the whole set) differ; each says which it is."""
+    args = ["--data", "iris", "--epochs", "3", "--hidden", "4", "--out", tmp_path / "run"]
+    code, out, err = main(capsys, "train", *args)
+    assert code == 0
+    assert "epoch 3/3  loss " in err and "(mean over the epoch's steps)" in err
+    assert "losses      after training, on each whole set, without L2" in out
+
+
+def test_the_time_line_says_where_the_time_went(tmp_path):
+    began = time.perf_counter()
+    proc = jmlp_cli("train", "--data", "iris", *TINY, "--out", tmp_path / "run")
+    wall = time.perf_counter() - began
+    assert proc.returncode == 0, proc.stderr
+    line = next(row for row in proc.stdout.splitlines() if row.startswith("time "))
+    parts = {name: float(s) for s, name in re.findall(r"(\d+\.\d) s ([a-z ]+?)(?:,| \()", line)}
+    assert {"imports", "data", "compilation", "training", "evaluation", "writing"} <= set(parts)
+    total = float(re.search(r"\((\d+\.\d) s in all\)", line).group(1))
+    rounding = 0.05 * (len(parts) + 1)  # each figure is rounded to 0.1 s
+    assert min(parts.values()) >= 0 and sum(parts.values()) <= total + rounding
+    assert total <= wall + 0.05
+
+
+def test_the_clock_takes_compilation_out_of_the_phase_it_happened_in():
+    from jmlp.cli.train import CACHE_EVENT, COMPILE_EVENTS, Clock
+
+    clock = Clock(("data", "training"))
+    with clock.phase("training"):
+        t0 = time.time()
+        time.sleep(0.3)
+        clock._span(COMPILE_EVENTS[2], t0, t0 + 0.2)  # a backend compile with a trace in it,
+        clock._span(COMPILE_EVENTS[0], t0 + 0.05, t0 + 0.1)  # counted once
+        clock._span("/jax/some/other/event", t0, t0 + 0.3)  # not a compilation
+        clock._duration(CACHE_EVENT, 0.05)  # a cache load that has just ended
+    parts = clock.parts(imports=1.5)
+    ((start, end),) = clock.phases["training"]
+    assert list(parts) == ["imports", "data", "compilation", "cache load", "training"]
+    assert parts["imports"] == 1.5 and parts["data"] == 0
+    assert parts["compilation"] == pytest.approx(0.2, abs=1e-6)
+    assert parts["cache load"] == pytest.approx(0.05, abs=1e-3)
+    assert parts["training"] == pytest.approx(end - start - 0.25, abs=1e-3)
 
 
 # ----------------------------------------------------------------------------- gradcheck
@@ -437,3 +631,52 @@ def test_console_script_runs_the_same_main():
     """``jmlp`` (the installed script) and ``python -m jmlp`` both call ``jmlp.cli.main``."""
     scripts = importlib.metadata.entry_points(group="console_scripts", name="jmlp")
     assert [s.load() for s in scripts] == [jmlp.cli.main]
+
+
+# ----------------------------------------------------------------------------- no silent wrong answers
+# Data that used to train or predict without a word, with a made-up answer.
+
+
+def test_train_on_huge_values_writes_finite_statistics(tmp_path, capsys):
+    """A feature near 1e19 (its square overflows float32) used to give x_scale inf, the feature
+    all -0., and Infinity in preprocessing.json."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 60))
+    table = tmp_path / "huge.csv"
+    write_csv(table, ["a", "b", "y"], [1e19 * (3 + a), b, np.where(a > 0, "hi", "lo")])
+    code, _, err = main(capsys, "train", "--data", table, *TINY, "--quiet", "--out", tmp_path / "r")
+    assert code == 0, err
+    text = (tmp_path / "r" / "preprocessing.json").read_text()
+    assert "Infinity" not in text and "NaN" not in text
+    scale = json.loads(text)["x_scale"]
+    np.testing.assert_allclose(scale[0], 1e19 * np.std(3 + a), rtol=0.3)  # its train split's
+    write_csv(table, ["a", "b", "y"], [1e39 * (3 + a), b, np.where(a > 0, "hi", "lo")])
+    code, _, err = main(capsys, "train", "--data", table, *TINY, "--out", tmp_path / "r2")
+    assert code == 2 and "column 'a' holds" in err and "beyond the range of float32" in err
+
+
+def test_predict_refuses_non_finite_rows_of_an_npz(iris_run, tmp_path, capsys):
+    x = np.array([[5.1, 3.5, 1.4, 0.2], [np.nan, 3.0, 1.4, 0.2], [6.0, 3.0, 4.5, 1.5]])
+    np.savez(tmp_path / "new.npz", x=x)
+    code, out, err = main(capsys, "predict", iris_run[0], tmp_path / "new.npz")
+    assert code == 2 and out == ""
+    assert "row 1 holds nan" in err and "Traceback" not in err
+
+
+def test_predict_does_not_take_an_extra_column_for_labels(iris_run, tmp_path, capsys):
+    """iris is a built-in set: the run has no target column, so a fifth column (an id here)
+    is not its labels (that printed 'accuracy 0.0000' with exit 0)."""
+    rows = [[5.1, 3.5, 1.4, 0.2, 7], [6.0, 3.0, 4.5, 1.5, 8]]
+    (tmp_path / "new.csv").write_text("".join(",".join(map(str, r)) + "\n" for r in rows))
+    code, _, err = main(capsys, "predict", iris_run[0], tmp_path / "new.csv")
+    assert code == 2 and "accuracy" not in err
+    assert "expected 4 feature columns, got 5" in err
+
+
+def test_predict_raw_answers_one_row(iris_run):
+    run = jmlp.load_run(iris_run[0])
+    x = np.array([[5.1, 3.5, 1.4, 0.2], [6.0, 3.0, 4.5, 1.5]])
+    labels, proba = predict_raw(run, x)
+    label, p = predict_raw(run, x[1])
+    assert label.shape == () and label == labels[1]
+    np.testing.assert_allclose(p, proba[1], rtol=1e-6)  # float32, another batch size

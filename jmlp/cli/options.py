@@ -1,6 +1,7 @@
 """Option types and shared settings of the ``jmlp`` command line."""
 
 import argparse
+import math
 import re
 
 
@@ -50,6 +51,28 @@ def non_negative(text: str) -> float:
         value = -1.0
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def finite_non_negative(text: str) -> float:
+    """A number >= 0 that is finite (``inf`` and ``nan`` refused)."""
+    value = non_negative(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's seeds, JAX's keys all take 0..2**32-1
+
+
+def seed(text: str) -> int:
+    """An int in ``[0, SEED_MAX]``."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"expected an int from 0 to {SEED_MAX}, got {text!r}")
     return value
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from jmlp import data
+from jmlp.arguments import check_finite_rows
 from jmlp.cli.options import delimiter
 from jmlp.runs import Run, load_run, predict_raw
 
@@ -25,7 +26,9 @@ PREDICT_EPILOG = """examples:
 
 The file's columns are found by the training file's header names (any order, other columns
 ignored), else by position: the feature columns, or those and the target column where it was in
-training. If the file holds the target column, the accuracy (or R^2) is printed to stderr.
+the training CSV (taken only if its cells are the run's classes, or numbers for regression).
+If the file holds the target column, the accuracy (or R^2) is printed to stderr. Rows holding
+NaN or inf are refused, naming the first.
 Output: one row per input row, 'prediction' (class name, or value in the target's units) and,
 when the network outputs probabilities, one 'p(CLASS)' column per class."""
 
@@ -101,9 +104,10 @@ def run(args: argparse.Namespace) -> int:
     x, targets = data.read_features(
         args.data,
         run_.preprocessing,
-        target=target if isinstance(target, int) else -1,
+        target=target if isinstance(target, int) else None,  # None: no target column in training
         delimiter=sep,
     )
+    check_finite_rows(str(args.data), x)
     answers, proba = predict_raw(run_, x)
     rows = prediction_rows(run_, answers, proba)
     if args.out is None:

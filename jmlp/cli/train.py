@@ -5,38 +5,65 @@ A training run is configured by, in order of precedence: the command line, ``--c
 ``DEFAULTS``. The resolved configuration is written to the run folder with the metrics, the
 preprocessing and the checkpoint (the layout: ``jmlp.runs``). ``--resume RUN_FOLDER`` continues
 a run with its own configuration, to a larger ``--epochs``.
+
+A run is never lost: training runs in chunks of about ``--save-every`` seconds, each saving the
+training state (last.npz) and metrics.csv; SIGINT or SIGTERM ends the current chunk, saves it,
+writes the folder and exits 130 / 143 saying how to resume; every file is written atomically, so
+a kill at any point (SIGKILL included) leaves a folder that ``--resume`` continues, bitwise as if
+never stopped. After the table, one line says where the time went (imports, compilation or
+compilation-cache loads, training, writing, ...).
 """
 
 import argparse
+import contextlib
 import csv
 import json
+import os
 import re
+import signal
+import sys
+import threading
 import time
-from functools import partial
+from collections.abc import Iterator
+from functools import cache, partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from zipfile import BadZipFile, is_zipfile
 
 import jax
 import numpy as np
 
 from jmlp import data, optim
-from jmlp.checkpoint import save_checkpoint
+from jmlp.checkpoint import load_checkpoint, remove_temp_files, save_checkpoint
+from jmlp.cli.figures import confusion_figure, confusion_matrix, loss_figure, save_figure
 from jmlp.cli.options import (
     UsageError,
     column,
     delimiter,
+    finite_non_negative,
     fraction,
     int_list,
     names,
-    non_negative,
     positive_int,
+    seed,
 )
 from jmlp.forward import MLP, forward, loss
 from jmlp.init import init_params
 from jmlp.losses import CLASSIFICATION, LOSSES
 from jmlp.metrics import r2_score
-from jmlp.runs import class_codes, run_metadata
+from jmlp.progress import Progress
+from jmlp.runs import (
+    check_same_training,
+    claim_run_folder,
+    class_codes,
+    data_digest,
+    locked,
+    new_run_folder,
+    read_seconds,
+    run_metadata,
+    write_json,
+    write_metrics,
+)
 from jmlp.train import fit
 
 OPTIMIZERS = {
@@ -80,6 +107,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "doc003": {"hidden": (50,), "lr": 1e-2, "epochs": 40, "batch_size": 50},
     "mnist": {"hidden": (128,), "epochs": 10},
 }
+SAVE_EVERY = 2.0  # seconds of training between saves of the training state (--save-every)
 MNIST = "mnist:"  # --data mnist:DIR: the four MNIST IDX files in DIR (jmlp.data.load_mnist)
 
 TRAIN_EPILOG = """examples:
@@ -94,10 +122,12 @@ TRAIN_EPILOG = """examples:
 
 built-in data sets: {datasets}; mnist:DIR reads MNIST's IDX files (its own test set, pixels/255)
 The run folder (--out) gets config.json, preprocessing.json (feature means and scales, target
-scale, class names), metrics.csv (one row per epoch), checkpoint.npz (the trained model:
-jmlp.load_run), last.npz (the training state after the last epoch, which --resume continues),
-loss.png and, for classifiers, confusion.png (test set). jmlp predict applies it to new data.
-Unset options come from --config, then the data set's preset, then the defaults."""
+scale, class names), training.json (the settings and data a resume must match), metrics.csv (one
+row per epoch), last.npz (the training state, saved every --save-every seconds, which --resume
+continues), checkpoint.npz (the trained model: jmlp.load_run), loss.png and, for classifiers,
+confusion.png (test set). jmlp predict applies it to new data. Ctrl-C or SIGTERM stops after the
+current chunk of epochs and saves; jmlp train --resume RUN_FOLDER continues, bitwise as if never
+stopped. Unset options come from --config, then the data set's preset, then the defaults."""
 
 
 def add_parser(sub) -> None:
@@ -163,7 +193,12 @@ def add_parser(sub) -> None:
         "classes trains on one-hot rows",
     )
     a("--optimizer", choices=list(OPTIMIZERS), help="default adam")
-    a("--lr", type=non_negative, metavar="ETA", help="learning rate (default 1e-3 or preset)")
+    a(
+        "--lr",
+        type=finite_non_negative,
+        metavar="ETA",
+        help="learning rate (default 1e-3 or preset)",
+    )
     a(
         "--epochs",
         type=positive_int,
@@ -178,9 +213,9 @@ def add_parser(sub) -> None:
     )
     a(
         "--seed",
-        type=int,
+        type=seed,
         metavar="S",
-        help="seed of the split, the init and the shuffling (default 0)",
+        help="seed of the split, the init and the shuffling, 0 to 2**32-1 (default 0)",
     )
     a(
         "--val-split",
@@ -202,12 +237,23 @@ def add_parser(sub) -> None:
     )
     a(
         "--l2",
-        type=non_negative,
+        type=finite_non_negative,
         metavar="C",
         help="L2 coefficient: loss + l2/2 sum W^2 (default 0)",
     )
     a("--gradient", choices=GRADIENTS, help="backprop (hand-written, default) or autodiff")
     a("--out", type=Path, metavar="DIR", help="run folder (default runs/<data>-<date>-<time>)")
+    a(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in a non-empty --out folder (refused without it)",
+    )
+    a(
+        "--save-every",
+        type=finite_non_negative,
+        metavar="SECONDS",
+        help=f"save the training state about this often (default {SAVE_EVERY:g}; 0: every epoch)",
+    )
     a("--no-progress", action="store_true", help="no progress bar")
     a("--quiet", action="store_true", help="print only the run folder (no bar, no table)")
     p.set_defaults(run=run)
@@ -216,27 +262,69 @@ def add_parser(sub) -> None:
 # ----------------------------------------------------------------------------- train: config
 
 
-def read_config(path: Path) -> dict[str, Any]:
-    """The settings saved in a run's config.json (a JSON object)."""
+def read_config(path: Path, option: str = "--config") -> dict[str, Any]:
+    """The settings saved in a run's config.json (a JSON object), each checked as the command
+    line checks its option; ValueError naming the file, the setting and the fix."""
+    fix = (
+        "restore it, or start a new run"
+        if option == "--resume"
+        else "give the config.json of an earlier run"
+    )
     try:
         saved = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{option}: no file {path}") from None
     except (OSError, ValueError) as err:
-        raise ValueError(f"--config {path}: {err}") from None
+        raise ValueError(f"{option}: {path} is not readable JSON ({err}); {fix}") from None
     if not isinstance(saved, dict):
-        raise TypeError(f"--config {path}: expected a JSON object, got {type(saved).__name__}")
+        raise TypeError(
+            f"{option}: {path} holds a JSON {type(saved).__name__}, not an object of settings; "
+            f"{fix}"
+        )
+    types = _option_types()
+    for key, value in saved.items():
+        if key not in types or (value is None and (DEFAULTS[key] is None or key == "target")):
+            continue
+        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        try:
+            kind, choices = types[key]
+            saved[key] = kind(text) if kind is not None else text
+            if not isinstance(value, (str, int, float, list)) or (
+                choices is not None and saved[key] not in choices
+            ):
+                raise argparse.ArgumentTypeError(f"expected one of {list(choices or ())}")
+        except argparse.ArgumentTypeError as err:
+            raise ValueError(
+                f"{option}: {path}: {key!r} is {value!r}: {err} (as --{key.replace('_', '-')}); "
+                "correct it in the file"
+            ) from None
     return saved
+
+
+@cache
+def _option_types() -> dict[str, tuple[Any, Any]]:
+    """``{setting: (type, choices)}`` of ``jmlp train``'s options: config.json's checks."""
+    sub = argparse.ArgumentParser().add_subparsers()
+    add_parser(sub)
+    return {
+        a.dest: (a.type, a.choices) for a in sub.choices["train"]._actions if a.dest in DEFAULTS
+    }
 
 
 def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     """Each setting from the command line, else ``--config``, else the preset, else DEFAULTS.
     ``--resume FOLDER`` is ``--config FOLDER/config.json`` where only ``--epochs`` may change."""
+    option = "--config"
     if args.resume is not None:
         _check_resume_options(args)
         args = argparse.Namespace(**{**vars(args), "config": args.resume / "config.json"})
-    saved = {} if args.config is None else read_config(args.config)
+        option = "--resume"
+    saved = {} if args.config is None else read_config(args.config, option)
     name = args.data if args.data is not None else saved.get("data")
     if name is None:
         raise UsageError("train: --data is required (or --config FILE)")
+    if not isinstance(name, str):
+        raise TypeError(f"{option}: {args.config}: 'data' is {name!r}, not a name or a path")
     for option in ("target", "delimiter"):
         if _built_in(name) and getattr(args, option) is not None:
             raise ValueError(
@@ -260,13 +348,19 @@ def _built_in(name: str) -> bool:
 def _check_resume_options(args: argparse.Namespace) -> None:
     given = [key for key in (*DEFAULTS, "data", "config", "out") if getattr(args, key) is not None]
     given = [f"--{key.replace('_', '-')}" for key in given if key != "epochs"]
+    given += ["--overwrite"] if args.overwrite else []
     if given:
         raise UsageError(
             f"train: --resume continues a run with its own settings; only --epochs may change, "
             f"got {', '.join(given)}"
         )
+    if not args.resume.is_dir():
+        raise FileNotFoundError(f"--resume: no run folder {args.resume}")
     if not (args.resume / "config.json").is_file():
-        raise FileNotFoundError(f"--resume: {args.resume} is not a run folder (no config.json)")
+        raise FileNotFoundError(
+            f"--resume: {args.resume} has no config.json, so no run was started there; start "
+            f"one with jmlp train ... --out {args.resume} --overwrite"
+        )
 
 
 def load_data(cfg: dict[str, Any]) -> data.Dataset:
@@ -342,6 +436,153 @@ def _targets(net: MLP, y: np.ndarray, n_classes: int) -> np.ndarray:
     return 2 * y - 1 if net.loss == "hinge" else data.one_hot(y, n_classes)
 
 
+# ----------------------------------------------------------------------------- train: time
+
+COMPILE_EVENTS = (  # jax.monitoring's events of tracing, lowering and compiling a program
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",  # includes a persistent-cache load
+)
+CACHE_EVENT = "/jax/compilation_cache/cache_retrieval_time_sec"
+_FIRST_RUN = [True]  # the imports are counted by the first run of the process only
+
+
+def process_start() -> float | None:
+    """When this process started (``time.time()``), from /proc on Linux; None elsewhere."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _merged(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Time spans ``(start, end)`` merged where they overlap, sorted."""
+    merged: list[tuple[float, float]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _covered(spans: list[tuple[float, float]], start: float, end: float) -> float:
+    """Seconds of ``[start, end]`` covered by the merged ``spans``."""
+    return sum(max(0.0, min(b, end) - max(a, start)) for a, b in spans)
+
+
+class Clock:
+    """Where a run's time went: phases timed with ``with clock.phase(name)``, and JAX's
+    compilations and persistent-cache loads, heard through ``jax.monitoring`` while the clock
+    runs (``with Clock() as clock``), taken out of the phase they happened in."""
+
+    def __init__(self, phases: tuple[str, ...]) -> None:
+        self.started = time.time()
+        self.phases: dict[str, list[tuple[float, float]]] = {name: [] for name in phases}
+        self.compiling: list[tuple[float, float]] = []
+        self.loading: list[tuple[float, float]] = []
+
+    def _span(self, event: str, start: float, end: float, **_) -> None:
+        if event in COMPILE_EVENTS:
+            self.compiling.append((start, end))
+
+    def _duration(self, event: str, seconds: float, **_) -> None:
+        if event == CACHE_EVENT:
+            now = time.time()
+            self.loading.append((now - seconds, now))
+
+    def __enter__(self) -> Self:
+        jax.monitoring.register_event_time_span_listener(self._span)
+        jax.monitoring.register_event_duration_secs_listener(self._duration)
+        return self
+
+    def __exit__(self, *_) -> None:
+        jax.monitoring.unregister_event_time_span_listener(self._span)
+        jax.monitoring.unregister_event_duration_listener(self._duration)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.time()
+        try:
+            yield
+        finally:
+            self.phases[name].append((start, time.time()))
+
+    def parts(self, imports: float) -> dict[str, float]:
+        """Seconds: ``imports``, each phase less the compiling and loading in it, in order, with
+        compilation and cache load (0 without one) after the first. They add up to at
+        most the wall time since the process started."""
+        loading = _merged(self.loading)
+        either = _merged(self.compiling + self.loading)
+        cached = _covered(loading, self.started, time.time())
+        phases = {
+            name: sum(b - a - _covered(either, a, b) for a, b in spans)
+            for name, spans in self.phases.items()
+        }
+        compiled = _covered(either, self.started, time.time()) - cached
+        first = dict(list(phases.items())[:1])
+        return {
+            "imports": imports,
+            **first,
+            "compilation": compiled,
+            "cache load": cached,
+            **phases,
+        }
+
+
+def format_time(parts: dict[str, float], total: float) -> str:
+    """``time  0.9 s imports, 1.1 s compilation, ... (4.8 s in all)``; no cache load when none."""
+    shown = [f"{s:.1f} s {k}" for k, s in parts.items() if k != "cache load" or s > 0]
+    return f"time        {', '.join(shown)} ({total:.1f} s in all)"
+
+
+# ----------------------------------------------------------------------------- train: signals
+
+
+class Interrupted(KeyboardInterrupt):
+    """A second SIGINT / SIGTERM: stop at once (``signum`` says which)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class Stop:
+    """The first SIGINT or SIGTERM received while training (``signum``; None: none yet)."""
+
+    signum: int | None = None
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[Stop]:
+    """While inside: the first SIGINT / SIGTERM sets ``stop.signum`` (training ends after the
+    chunk of epochs it is in, which is then saved); a second raises :class:`Interrupted`."""
+    stop = Stop()
+
+    def handle(signum: int, frame) -> None:
+        if stop.signum is not None:
+            raise Interrupted(signum)
+        stop.signum = signum
+        name = signal.Signals(signum).name
+        message = (
+            f"\njmlp: {name}: stopping after this chunk of epochs (at most a few seconds) and "
+            "saving the run; send it again to stop at once\n"
+        )
+        os.write(2, message.encode())  # unbuffered: safe while the main thread prints
+
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 # ----------------------------------------------------------------------------- train: run
 
 
@@ -350,64 +591,160 @@ def _split(cfg: dict[str, Any], ds: data.Dataset) -> dict[str, tuple[np.ndarray,
     x, y = ds.x_train, ds.y_train
     if cfg["val_split"] == 0:
         return {"train": (x, y), "test": (ds.x_test, ds.y_test)}
-    x, y, x_val, y_val = data.train_val_split(x, y, cfg["val_split"], cfg["seed"])
+    try:
+        x, y, x_val, y_val = data.train_val_split(x, y, cfg["val_split"], cfg["seed"])
+    except ValueError:
+        raise ValueError(
+            f"--val-split {cfg['val_split']}: cannot hold out that fraction of the "
+            f"{len(x)} training examples and keep both parts non-empty; give a smaller --val-split"
+        ) from None
     return {"train": (x, y), "validation": (x_val, y_val), "test": (ds.x_test, ds.y_test)}
 
 
-def _earlier_seconds(out: Path, resume: bool) -> list[float]:
-    """The per-epoch times of the run being resumed (its metrics.csv), or none."""
-    if not resume:
-        return []
-    with (out / "metrics.csv").open(newline="") as f:
-        return [float(row["seconds"]) for row in csv.DictReader(f)]
+TRAINING = tuple(k for k in DEFAULTS if k != "epochs")  # the settings that fix the trajectory
+
+
+def training_settings(cfg: dict[str, Any], parts: dict) -> dict[str, Any]:
+    """training.json: the settings of ``cfg`` that fix the training trajectory, the layer
+    sizes, and the SHA-256 of the training and validation arrays."""
+    arrays = [a for part in ("train", "validation") if part in parts for a in parts[part]]
+    settings = {k: cfg[k] for k in (*TRAINING, "sizes")}
+    return json.loads(json.dumps({**settings, "data_sha256": data_digest(*arrays)}))
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON in ``path``, or ValueError naming the file."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path} is damaged ({err})") from None
+
+
+def resume_state(out: Path, settings: dict[str, Any], epochs: int) -> dict[str, Any]:
+    """What a resumed run starts from: the epochs done (from last.npz, the training state) and
+    their seconds (from metrics.csv, None where unknown), after checking that the settings are
+    those the run was trained with (training.json) and the folder is whole. A note says what
+    was repaired."""
+    notes = []
+    saved = _read_json(out / "training.json") if (out / "training.json").is_file() else None
+    if saved is None:
+        notes.append(f"{out / 'training.json'} was missing; recorded from config.json")
+    elif not isinstance(saved, dict):
+        raise ValueError(f"{out / 'training.json'} is damaged (not a JSON object); restore it")
+    else:
+        check_same_training(saved, settings, str(out / "config.json"))
+    last = out / "last.npz"
+    if last.is_file():
+        try:
+            done = load_checkpoint(last).epoch
+        except (ValueError, OSError) as err:
+            raise ValueError(
+                f"--resume: {last} is damaged, so the training cannot continue ({err}); start "
+                f"the run again: jmlp train --config {out / 'config.json'} --out NEW_FOLDER"
+            ) from None
+    else:
+        rows = read_seconds(out / "metrics.csv", 1)[1]
+        if rows or (out / "checkpoint.npz").is_file():
+            raise FileNotFoundError(
+                f"--resume: {last} is missing, so the training state is lost (the folder's "
+                f"model, checkpoint.npz, still works with jmlp predict); train again: jmlp train "
+                f"--config {out / 'config.json'} --out NEW_FOLDER"
+            )
+        done = 0
+    if epochs < done:
+        raise UsageError(
+            f"train: --epochs {epochs}: the run already has {done} epochs; give more to continue"
+        )
+    seconds, good = read_seconds(out / "metrics.csv", done)
+    if good < done:
+        notes.append(
+            f"{out / 'metrics.csv'} had {good} of the {done} epochs' rows; rewritten from "
+            "last.npz (the lost rows' seconds are left blank)"
+        )
+    return {"epoch": done, "seconds": seconds, "notes": notes}
+
+
+def _next_length(length: int, epochs: int, seconds: float, save_every: float) -> int:
+    """Epochs in the next chunk: about ``save_every`` seconds at the last chunk's rate
+    (``epochs`` in ``seconds``), at most 4 times the last ``length`` (its rate may include the
+    compilation)."""
+    if save_every <= 0 or epochs <= 0:
+        return 1
+    return max(1, min(4 * length, int(save_every * epochs / max(seconds, 1e-9))))
+
+
+def _progress_text(history: dict[str, list[float]]) -> str:
+    """The progress line's text: the epoch's loss (the mean over its steps) and val_loss."""
+    text = f"loss {history['loss'][-1]:.4g} (mean over the epoch's steps)"
+    return text + (f"  val_loss {history['val_loss'][-1]:.4g}" if "val_loss" in history else "")
 
 
 def run_training(
     cfg: dict[str, Any], net: MLP, parts: dict, n_classes: int, out: Path, options: dict
 ) -> dict[str, Any]:
-    """Fit (or, ``options["resume"]``, continue the run in ``out``); returns the FitResult,
-    the per-epoch wall times, the fit's seconds and key. fit keeps its own training state in
-    last.npz (the last epoch's, and with early stopping the best epoch's too): what --resume
-    continues, bitwise as if the run had never stopped."""
+    """Fit from ``options["state"]`` (epochs done and their seconds) up to ``cfg["epochs"]``,
+    in chunks of about ``options["save_every"]`` seconds: each chunk is one ``jmlp.fit`` that
+    continues out/last.npz and saves it at its end (bitwise as if never stopped), and
+    metrics.csv is written before that save, so it never has fewer rows than last.npz. Stops
+    after the chunk in which ``options["stop"]`` is set. Returns the last FitResult, the
+    per-epoch seconds, the epoch it started from and the key."""
     key_init, key_fit = jax.random.split(jax.random.key(cfg["seed"]))
     params = init_params(key_init, net.sizes)
     x, y = parts["train"]
-    cfg["batch_size"] = min(cfg["batch_size"], len(x))
     validation = parts.get("validation")
     if validation is not None:
         validation = (validation[0], _targets(net, validation[1], n_classes))
-    resume = options["resume"]
-    seconds = _earlier_seconds(out, resume)
-    if resume and cfg["epochs"] <= len(seconds):
-        raise UsageError(
-            f"train: --epochs {cfg['epochs']}: the run has done {len(seconds)} epochs already; "
-            "give more to continue it"
-        )
-    start, offset = time.perf_counter(), seconds[-1] if seconds else 0.0
-    result = fit(
-        net,
-        params,
-        make_optimizer(cfg),
-        x,
-        _targets(net, y, n_classes),
-        epochs=cfg["epochs"],
-        batch_size=cfg["batch_size"],
-        key=key_fit,
-        validation=validation,
-        l2=cfg["l2"],
-        gradient=cfg["gradient"],
-        patience=cfg["patience"] or None,
-        progress=options["progress"],
-        callback=lambda epoch, p, h: seconds.append(offset + time.perf_counter() - start),
-        checkpoint_path=out / "last.npz",
-        resume=resume,
-    )
-    return {
-        "result": result,
-        "seconds": seconds,
-        "time": time.perf_counter() - start,
-        "key": key_fit,
-    }
+    first, seconds = options["state"]["epoch"], options["state"]["seconds"]
+    bar = Progress(cfg["epochs"], first) if options["progress"] else None
+    offset = next((t for t in reversed(seconds) if t is not None), 0.0)
+    start, chunk = time.perf_counter(), {"end": first, "length": 1}
+
+    def after_epoch(epoch: int, _params, history: dict) -> None:
+        seconds[epoch - 1 :] = [offset + time.perf_counter() - start]
+        if bar is not None:
+            bar.update(epoch, _progress_text(history))
+        if epoch == chunk["end"]:  # before fit saves last.npz
+            write_metrics(out / "metrics.csv", history, seconds)
+
+    done = first
+    try:
+        while True:
+            chunk["end"] = min(cfg["epochs"], done + chunk["length"])
+            began = time.perf_counter()
+            result = fit(
+                net,
+                params,
+                make_optimizer(cfg),
+                x,
+                _targets(net, y, n_classes),
+                epochs=chunk["end"],
+                batch_size=cfg["batch_size"],
+                key=key_fit,
+                validation=validation,
+                l2=cfg["l2"],
+                gradient=cfg["gradient"],
+                patience=cfg["patience"] or None,
+                callback=after_epoch,
+                checkpoint_path=out / "last.npz",
+                resume=True,
+            )
+            ran, done = result.epochs_run - done, result.epochs_run
+            seconds[done:] = []  # an early stop's last epoch gets no callback: its time now
+            seconds += [offset + time.perf_counter() - start] * (done - len(seconds))
+            write_metrics(out / "metrics.csv", result.history, seconds)
+            if (
+                done >= cfg["epochs"]
+                or not result.stopped.startswith("max epochs")
+                or options["stop"].signum is not None
+            ):
+                break
+            length = _next_length(chunk["length"], ran, time.perf_counter() - began,
+                                  options["save_every"])  # fmt: skip
+            chunk["length"] = length
+    finally:
+        if bar is not None:
+            bar.close()
+    return {"result": result, "seconds": seconds, "first": first, "key": key_fit}
 
 
 @partial(jax.jit, static_argnums=0)
@@ -426,18 +763,29 @@ def evaluate(net: MLP, params, parts: dict, n_classes: int) -> dict[str, dict[st
     return scores
 
 
-def _epochs_line(result, max_epochs: int) -> str:
-    """``epochs 30 of 30``, and why it stopped when that is not the epoch limit."""
+def _epochs_line(run: dict, max_epochs: int, stop: Stop) -> str:
+    """``epochs 30 of 30``, why it stopped when that is not the epoch limit, and where a
+    resumed run started."""
+    result = run["result"]
     reason = re.sub(r"^max epochs \(\d+\)(; )?", "", result.stopped)
+    if stop.signum is not None and result.epochs_run < max_epochs and not reason:
+        reason = f"interrupted by {signal.Signals(stop.signum).name}"
+    if run["first"]:
+        reason = f"resumed from epoch {run['first']}" + (f"; {reason}" if reason else "")
     return f"epochs      {result.epochs_run} of {max_epochs}" + (f" ({reason})" if reason else "")
 
 
 def format_table(scores: dict, run: dict, cfg: dict, ds: data.Dataset, out: Path) -> str:
-    """The final table: loss and accuracy (or R^2) per part, then epochs, time and folder."""
+    """The final table: loss and accuracy (or R^2) per part, what the losses are, then epochs
+    and folder."""
     score = "accuracy" if ds.task == "classification" else "R^2"
     lines = [f"{'':<12}{'loss':>10}{score:>10}"]
     for part, s in scores.items():
         lines.append(f"{part:<12}{s['loss']:>10.4f}{s['score']:>10.4f}")
+    lines.append(
+        "losses      after training, on each whole set, without L2 (the progress line's loss "
+        "is the mean over an epoch's steps)"
+    )
     prep = ds.preprocessing
     if prep.y_mean is not None and np.any(prep.y_scale != 1):
         where = (
@@ -446,23 +794,12 @@ def format_table(scores: dict, run: dict, cfg: dict, ds: data.Dataset, out: Path
             else "(y - mean) / scale, per column (preprocessing.json)"
         )
         lines.append(f"units       loss of the standardized target {where}")
-    lines.append(_epochs_line(run["result"], cfg["epochs"]))
-    lines.append(f"time        {run['time']:.1f} s (training, compilation included)")
+    lines.append(_epochs_line(run, cfg["epochs"], run["stop"]))
     lines.append(f"run folder  {out}")
     return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- train: files
-
-
-def write_metrics(path: Path, history: dict[str, list[float]], seconds: list[float]) -> None:
-    """metrics.csv: one row per epoch, ``epoch, loss[, val_loss, val_...], seconds``."""
-    names = list(history)
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["epoch", *names, "seconds"])
-        for i, t in enumerate(seconds):
-            writer.writerow([i + 1, *(repr(history[n][i]) for n in names), f"{t:.4f}"])
 
 
 def write_checkpoint(path: Path, cfg: dict, net: MLP, ds: data.Dataset, run: dict) -> None:
@@ -479,78 +816,17 @@ def write_checkpoint(path: Path, cfg: dict, net: MLP, ds: data.Dataset, run: dic
     )
 
 
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
-    """``C[i, j]`` = number of examples of class ``i`` predicted as class ``j``."""
-    counts = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(counts, (np.asarray(labels), np.asarray(predicted)), 1)
-    return counts
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-CURVE_LABELS = {
-    "loss": "training loss",
-    "val_loss": "validation loss",
-    "val_accuracy": "validation accuracy",
-    "val_r2": "validation R^2",
-}
-
-
-def loss_figure(history: dict[str, list[float]]):
-    """loss.png: training (and validation) loss per epoch, log scale; validation score beside."""
-    plt = _pyplot()
-    extra = [k for k in history if k in ("val_accuracy", "val_r2")]
-    fig, axes = plt.subplots(1, 1 + len(extra), figsize=(5 + 4 * len(extra), 3.6), squeeze=False)
-    epochs = np.arange(1, len(history["loss"]) + 1)
-    for name in ("loss", "val_loss"):
-        if name in history:
-            axes[0, 0].plot(epochs, history[name], label=CURVE_LABELS[name])
-    axes[0, 0].set(xlabel="epoch", ylabel="loss", yscale="log")
-    axes[0, 0].legend()
-    for ax, name in zip(axes[0, 1:], extra):
-        ax.plot(epochs, history[name], color="C1")
-        ax.set(xlabel="epoch", ylabel=CURVE_LABELS[name])
-    return fig
-
-
-def confusion_figure(counts: np.ndarray, classes: tuple | None):
-    """confusion.png: the test set's confusion matrix, counts written in, accuracy on top."""
-    plt = _pyplot()
-    k = len(counts)
-    names = [str(c) for c in (classes or range(k))]
-    fig, ax = plt.subplots(figsize=(2.5 + 0.45 * k, 1.6 + 0.45 * k))
-    ax.imshow(counts, cmap="Blues")
-    for (i, j), c in np.ndenumerate(counts):
-        color = "white" if c > counts.max() / 2 else "black"
-        ax.text(j, i, str(c), ha="center", va="center", color=color, fontsize=8)
-    correct, total = int(np.trace(counts)), int(counts.sum())
-    title = f"test set: accuracy {correct / total:.4f}\n({correct} of {total})"
-    ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true", title=title)
-    ax.set_xticklabels(names, rotation=45 if max(map(len, names)) > 2 else 0)
-    ax.set_yticklabels(names)
-    return fig
-
-
-def save_figure(fig, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
+def write_start(out: Path, cfg: dict, ds: data.Dataset, settings: dict) -> None:
+    """What a run folder holds before training: preprocessing.json, training.json and, last
+    (it marks the folder as a run's), config.json."""
+    write_json(out / "preprocessing.json", ds.preprocessing.to_dict())
+    write_json(out / "training.json", settings)
+    write_json(out / "config.json", cfg)
 
 
 def write_run(out: Path, cfg: dict, net: MLP, ds: data.Dataset, parts: dict, run: dict) -> None:
-    """config.json, preprocessing.json, metrics.csv, checkpoint.npz, loss.png and
-    (classifiers) confusion.png."""
-    (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-    (out / "preprocessing.json").write_text(json.dumps(ds.preprocessing.to_dict(), indent=1) + "\n")
+    """After training: checkpoint.npz, loss.png and (classifiers) confusion.png."""
     result = run["result"]
-    write_metrics(out / "metrics.csv", result.history, run["seconds"])
     write_checkpoint(out / "checkpoint.npz", cfg, net, ds, run)
     save_figure(loss_figure(result.history), out / "loss.png")
     if ds.task == "classification":
@@ -561,37 +837,90 @@ def write_run(out: Path, cfg: dict, net: MLP, ds: data.Dataset, parts: dict, run
         save_figure(confusion_figure(counts, ds.classes), out / "confusion.png")
 
 
-def _check_same_data(out: Path, ds: data.Dataset) -> None:
-    """A resumed run must see the data it was trained on: the same preprocessing."""
-    saved = json.loads((out / "preprocessing.json").read_text())
-    if saved != json.loads(json.dumps(ds.preprocessing.to_dict())):
-        raise ValueError(
-            f"--resume: the data differ from those {out} was trained on (their preprocessing "
-            f"does not match {out / 'preprocessing.json'})"
-        )
+def _run_folder(args: argparse.Namespace, cfg: dict) -> Path:
+    """The resumed folder, ``--out`` (refused if it holds files, unless ``--overwrite``), or
+    a new ``runs/<data>-<date>-<time>`` (``-2``, ``-3``, ... when taken)."""
+    if args.resume is not None:
+        return args.resume
+    if args.out is not None:
+        return args.out
+    stem = "mnist" if cfg["data"].startswith(MNIST) else Path(cfg["data"]).stem
+    return new_run_folder("runs", f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def run(args: argparse.Namespace) -> int:
-    """``jmlp train``: load, fit (or continue), print the table, write the run folder."""
-    cfg = resolve_config(args)
-    ds = load_data(cfg)
-    net = build_net(cfg, ds)
-    parts = _split(cfg, ds)
-    resume = args.resume is not None
-    if resume:
-        out = args.resume
-        _check_same_data(out, ds)
-    else:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        stem = "mnist" if cfg["data"].startswith(MNIST) else Path(cfg["data"]).stem
-        out = args.out or Path("runs") / f"{stem}-{stamp}"
-    cfg.update(out=str(out), task=ds.task, sizes=list(net.sizes), n_classes=ds.n_classes)
-    cfg.update(classes=None if ds.classes is None else list(ds.classes))
-    cfg["target"] = None if _built_in(cfg["data"]) else cfg["target"]
-    out.mkdir(parents=True, exist_ok=True)  # fail before training if it cannot be made
-    options = {"resume": resume, "progress": not (args.no_progress or args.quiet)}
-    run = run_training(cfg, net, parts, ds.n_classes, out, options)
-    write_run(out, cfg, net, ds, parts, run)
-    scores = evaluate(net, run["result"].params, parts, ds.n_classes)
-    print(out if args.quiet else format_table(scores, run, cfg, ds, out))
-    return 0
+    """``jmlp train``: load, fit (or continue), write the run folder, print the table and the
+    time line. On SIGINT / SIGTERM: stop after the current chunk, save, write the folder,
+    exit 130 / 143 saying how to resume."""
+    with Clock(("data", "training", "evaluation", "writing")) as clock:
+        imports = clock.started - (process_start() or clock.started) if _FIRST_RUN[0] else 0.0
+        _FIRST_RUN[0] = False
+        with clock.phase("data"):
+            cfg = resolve_config(args)
+            ds = load_data(cfg)
+            net = build_net(cfg, ds)
+            parts = _split(cfg, ds)
+            cfg["batch_size"] = min(cfg["batch_size"], len(parts["train"][0]))
+            out = _run_folder(args, cfg)
+            cfg.update(out=str(out), task=ds.task, sizes=list(net.sizes), n_classes=ds.n_classes)
+            cfg.update(classes=None if ds.classes is None else list(ds.classes))
+            cfg["target"] = None if _built_in(cfg["data"]) else cfg["target"]
+            settings = training_settings(cfg, parts)
+        resume = args.resume is not None
+        if not resume and args.out is not None:
+            args.out.mkdir(parents=True, exist_ok=True)
+        with locked(out), stop_on_signals() as stop:
+            options = {"progress": not (args.no_progress or args.quiet), "stop": stop}
+            options["save_every"] = SAVE_EVERY if args.save_every is None else args.save_every
+            try:
+                with clock.phase("writing"):
+                    if resume:
+                        remove_temp_files(out)
+                        options["state"] = resume_state(out, settings, cfg["epochs"])
+                        if not (out / "training.json").is_file():
+                            write_json(out / "training.json", settings)
+                        write_json(out / "config.json", cfg)
+                    else:
+                        claim_run_folder(out, args.overwrite)
+                        options["state"] = {"epoch": 0, "seconds": [], "notes": []}
+                        write_start(out, cfg, ds, settings)
+                if resume:
+                    _say_resumed(out, options["state"], cfg["epochs"], args.quiet)
+                with clock.phase("training"):
+                    run = run_training(cfg, net, parts, ds.n_classes, out, options)
+                run["stop"] = stop
+                with clock.phase("evaluation"):
+                    scores = evaluate(net, run["result"].params, parts, ds.n_classes)
+                with clock.phase("writing"):
+                    write_run(out, cfg, net, ds, parts, run)
+            except Interrupted as err:
+                return _interrupted(err.signum, out, cfg["epochs"])
+        total = time.time() - (process_start() or clock.started)
+        if args.quiet:
+            print(out)
+        else:
+            print(format_table(scores, run, cfg, ds, out))
+            print(format_time(clock.parts(imports), total))
+    result = run["result"]
+    cut = result.epochs_run < cfg["epochs"] and result.stopped.startswith("max epochs")
+    return _interrupted(stop.signum, out, cfg["epochs"]) if stop.signum and cut else 0
+
+
+def _say_resumed(out: Path, state: dict, epochs: int, quiet: bool) -> None:
+    """On stderr: from which epoch a resumed run continues, and what was repaired."""
+    for note in state["notes"]:
+        print(f"jmlp: note: {note}", file=sys.stderr)
+    if not quiet:
+        print(f"jmlp: resuming {out} from epoch {state['epoch']} of {epochs}", file=sys.stderr)
+
+
+def _interrupted(signum: int, out: Path, epochs: int) -> int:
+    """The message of an interrupted run (what it holds, how to continue) and its exit status."""
+    last = out / "last.npz"
+    done = load_checkpoint(last).epoch if last.is_file() else 0
+    print(
+        f"jmlp: interrupted by {signal.Signals(signum).name}; {out} holds the training state "
+        f"after epoch {done} of {epochs}; continue with: jmlp train --resume {out}",
+        file=sys.stderr,
+    )
+    return 128 + signum

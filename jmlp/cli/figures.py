@@ -1,0 +1,75 @@
+"""The figures of a run folder: loss.png (the learning curves) and confusion.png (the test set)."""
+
+from pathlib import Path
+
+import numpy as np
+
+from jmlp.checkpoint import atomic_write
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    """``C[i, j]`` = number of examples of class ``i`` predicted as class ``j``."""
+    counts = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(counts, (np.asarray(labels), np.asarray(predicted)), 1)
+    return counts
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+CURVE_LABELS = {
+    "loss": "training loss",
+    "val_loss": "validation loss",
+    "val_accuracy": "validation accuracy",
+    "val_r2": "validation R^2",
+}
+
+
+def loss_figure(history: dict[str, list[float]]):
+    """loss.png: training (and validation) loss per epoch, log scale; validation score beside."""
+    plt = _pyplot()
+    extra = [k for k in history if k in ("val_accuracy", "val_r2")]
+    fig, axes = plt.subplots(1, 1 + len(extra), figsize=(5 + 4 * len(extra), 3.6), squeeze=False)
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    for name in ("loss", "val_loss"):
+        if name in history:
+            axes[0, 0].plot(epochs, history[name], label=CURVE_LABELS[name])
+    axes[0, 0].set(xlabel="epoch", ylabel="loss", yscale="log")
+    axes[0, 0].legend()
+    for ax, name in zip(axes[0, 1:], extra):
+        ax.plot(epochs, history[name], color="C1")
+        ax.set(xlabel="epoch", ylabel=CURVE_LABELS[name])
+    return fig
+
+
+def confusion_figure(counts: np.ndarray, classes: tuple | None):
+    """confusion.png: the test set's confusion matrix, counts written in, accuracy on top."""
+    plt = _pyplot()
+    k = len(counts)
+    names = [str(c) for c in (classes or range(k))]
+    fig, ax = plt.subplots(figsize=(2.5 + 0.45 * k, 1.6 + 0.45 * k))
+    ax.imshow(counts, cmap="Blues")
+    for (i, j), c in np.ndenumerate(counts):
+        color = "white" if c > counts.max() / 2 else "black"
+        ax.text(j, i, str(c), ha="center", va="center", color=color, fontsize=8)
+    correct, total = int(np.trace(counts)), int(counts.sum())
+    title = f"test set: accuracy {correct / total:.4f}\n({correct} of {total})"
+    ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true", title=title)
+    ax.set_xticklabels(names, rotation=45 if max(map(len, names)) > 2 else 0)
+    ax.set_yticklabels(names)
+    return fig
+
+
+def save_figure(fig, path: Path) -> None:
+    """Write ``fig`` as a PNG to ``path`` atomically, and close it."""
+    fig.tight_layout()
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    finally:
+        _pyplot().close(fig)
