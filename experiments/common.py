@@ -27,7 +27,6 @@ def parse_args(doc: str, script: str, argv=None, extra=()) -> argparse.Namespace
         parser.add_argument(*flags, **kwargs)
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    jmlp.use_compilation_cache()  # a second run loads its compiled programs from disk
     return args
 
 

@@ -3,6 +3,7 @@
 Public names, one per line; implementation in the modules named.
 """
 
+from jmlp import cache as cache
 from jmlp import data as data
 from jmlp import optim as optim
 from jmlp import parallel as parallel
@@ -50,3 +51,5 @@ from jmlp.train import fit as fit
 from jmlp.train import fit_many as fit_many
 
 __version__ = "0.1.0"
+
+cache.default_cache()  # compiled programs kept on disk between processes (jmlp.cache)

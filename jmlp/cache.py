@@ -1,13 +1,11 @@
 """JAX's persistent compilation cache: compiled programs kept on disk between processes.
 
-A second identical ``jmlp train`` (or experiment script) then loads its compiled training loop
-instead of compiling it again. In a script of your own:
-
-    import jmlp
-    jmlp.use_compilation_cache()              # ~/.cache/jmlp/xla, or $JMLP_CACHE_DIR
-
-which is the same as setting ``jax_compilation_cache_dir`` (and caching every program, however
-quick to compile) with ``jax.config.update``.
+``import jmlp`` turns it on (:func:`default_cache`): a second process doing the same work (a
+script, a notebook, an estimator's fit, ``jmlp train``) loads its compiled programs instead of
+compiling them. The folder is ``~/.cache/jmlp/xla``, or ``$JMLP_CACHE_DIR``; an empty
+``JMLP_CACHE_DIR=`` turns it off, and a cache folder already given to JAX
+(``jax_compilation_cache_dir``) is kept. Processes may share the folder: with a size limit set,
+JAX reads and writes its entries under a file lock.
 """
 
 import os
@@ -16,6 +14,7 @@ from pathlib import Path
 import jax
 
 ENVIRONMENT = "JMLP_CACHE_DIR"  # set to "" (empty) to turn the cache off
+MAX_BYTES = 2**30  # the least recently used programs are dropped beyond 1 GiB
 
 
 def cache_dir() -> Path | None:
@@ -39,4 +38,17 @@ def use_compilation_cache(path: str | os.PathLike | None = None) -> Path | None:
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)  # entries under a file lock
     return folder
+
+
+def default_cache() -> Path | None:
+    """The cache ``import jmlp`` turns on: JAX's folder if one was set, else
+    :func:`use_compilation_cache`'s (None if ``$JMLP_CACHE_DIR`` is empty or the folder cannot be
+    made: then every process compiles, nothing else changes)."""
+    if jax.config.jax_compilation_cache_dir:
+        return Path(jax.config.jax_compilation_cache_dir)
+    try:
+        return use_compilation_cache()
+    except OSError:
+        return None

@@ -1,4 +1,5 @@
-"""jmlp.cache: a second identical process loads its compiled programs from the persistent cache."""
+"""jmlp.cache: on at import; a second identical process loads its compiled programs from the
+persistent cache, processes sharing the folder at once included; ``JMLP_CACHE_DIR=`` turns it off."""
 
 import json
 import os
@@ -9,7 +10,7 @@ SCRIPT = """
 import json, jax, numpy as np, optax, jmlp
 hits = []
 jax.monitoring.register_event_listener(lambda name, **kw: hits.append(name))
-folder = jmlp.use_compilation_cache()
+folder = jax.config.jax_compilation_cache_dir or None  # set by import jmlp
 net = jmlp.MLP((3, 4, 2), "tanh", "softmax", "cross_entropy")
 params = jmlp.init_params(jax.random.key(0), net.sizes)
 x = np.random.default_rng(0).normal(size=(10, 3)); y = np.arange(10) % 2
@@ -19,17 +20,19 @@ print(json.dumps({"folder": str(folder), "hits": hits.count("/jax/compilation_ca
 """
 
 
+def start(env: dict) -> subprocess.Popen:
+    command = [sys.executable, "-c", SCRIPT]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def result(proc: subprocess.Popen) -> dict:
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
 def run(env: dict) -> dict:
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return result(start(env))
 
 
 def test_second_process_hits_the_cache(tmp_path):
@@ -42,3 +45,11 @@ def test_second_process_hits_the_cache(tmp_path):
 
 def test_empty_setting_turns_it_off(tmp_path):
     assert run(os.environ | {"JMLP_CACHE_DIR": ""})["folder"] == "None"
+
+
+def test_processes_sharing_the_folder_at_once_fill_it_whole(tmp_path):
+    env = os.environ | {"JMLP_CACHE_DIR": str(tmp_path / "xla")}
+    together = [result(p) for p in [start(env), start(env)]]
+    after = run(env)  # every entry whole and readable: all hits, nothing compiled
+    assert after["misses"] == 0 and after["hits"] > 0
+    assert all(r["hits"] + r["misses"] == after["hits"] for r in together)

@@ -20,7 +20,6 @@ import argparse
 import sys
 
 import jmlp
-from jmlp.cache import use_compilation_cache
 from jmlp.cli import bench, draw, gradcheck, predict, train
 from jmlp.cli.options import Parser, UsageError
 
@@ -57,7 +56,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"(see jmlp {args.verb} --help)"
             )
         args.extra = extra
-        use_compilation_cache()  # a second identical run loads its compiled programs
         return args.run(args)
     except UsageError as err:
         message = _one_line(err)
