@@ -255,7 +255,8 @@ def _dtype(leaf) -> np.dtype:
 
 def check_numeric(name: str, a) -> None:
     """TypeError naming ``name`` unless ``a`` is dense numbers (or bools): a scipy sparse matrix,
-    strings and object arrays (ragged or mixed rows) are refused, with the fix."""
+    strings and object arrays (ragged or mixed rows) are refused, with the fix; ValueError for
+    integers that JAX's integer type cannot hold (:func:`check_integer_range`)."""
     if hasattr(a, "toarray") and hasattr(a, "nnz"):
         raise TypeError(
             f"{name}: expected a dense array, got a sparse matrix ({type(a).__name__}); "
@@ -264,9 +265,10 @@ def check_numeric(name: str, a) -> None:
     if isinstance(a, (jax.Array, jax.core.Tracer)):
         return
     try:
-        dtype = np.asarray(a).dtype
+        host = np.asarray(a)
     except ValueError as err:  # ragged nested lists
         raise TypeError(f"{name}: expected a rectangular array of numbers ({err})") from None
+    dtype = host.dtype
     if not (dtype == np.bool_ or jnp.issubdtype(dtype, jnp.number)):
         if dtype.kind == "O":
             hint = f"mixed types or ragged rows; try np.asarray({name}, dtype=float)"
@@ -275,6 +277,28 @@ def check_numeric(name: str, a) -> None:
         else:
             hint = "features must be numbers"
         raise TypeError(f"{name}: expected numbers, got an array of dtype {dtype} ({hint})")
+    check_integer_range(name, host)
+
+
+def check_integer_range(name: str, a: np.ndarray) -> None:
+    """ValueError naming ``name`` if ``a`` holds integers beyond the range of the type JAX
+    converts it to (int32 unless ``jax_enable_x64``), which would wrap (2**32 + 1 -> 1)."""
+    if not np.issubdtype(a.dtype, np.integer) or a.size == 0:
+        return
+    target = jax.dtypes.canonicalize_dtype(a.dtype)
+    low, high = np.iinfo(target).min, np.iinfo(target).max
+    if a.min() >= low and a.max() <= high:
+        return
+    value = a.min() if a.min() < low else a.max()
+    fix = (
+        "class labels must be codes 0..k-1, e.g. np.unique(y, return_inverse=True)[1]"
+        if name == "y"
+        else f"give {name}.astype(float)"
+    )
+    raise ValueError(
+        f"{name}: holds {value}, beyond the range of {target} ({low} to {high}), JAX's integer "
+        f"type without jax_enable_x64; {fix}"
+    )
 
 
 def check_finite_rows(name: str, x, dtype=None) -> None:

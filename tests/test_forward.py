@@ -7,6 +7,7 @@ import re
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from conftest import TOL
 from test_activations import NUMPY_ACTIVATIONS
@@ -570,6 +571,24 @@ def test_sparse_and_non_numeric_inputs_say_what_to_do():
         jmlp.forward(net, params, sparse.csr_matrix(np.eye(2)))
     with pytest.raises(TypeError, match=r"x: expected numbers, got an array of dtype object"):
         jmlp.forward(net, params, np.array([[1.0, "a"]], dtype=object))
+
+
+def test_integers_that_32_bits_would_wrap_are_refused():
+    """Without x64, JAX holds integers as int32: 2**32 + 1 would become 1, a valid label."""
+    net = jmlp.MLP((2, 3, 2), "tanh", loss="cross_entropy")
+    params = jmlp.init_params(jax.random.key(0), net.sizes)
+    x, labels = np.zeros((2, 2)), np.array([0, 2**32 + 1])
+    with jax.enable_x64(False):
+        params32 = jax.tree.map(lambda a: a.astype(np.float32), params)
+        with pytest.raises(ValueError, match=r"y: holds 4294967297, beyond the range of int32"):
+            jmlp.loss(net, params32, x, labels)
+        with pytest.raises(ValueError, match=r"y: holds 4294967297, .*codes 0\.\.k-1"):
+            jmlp.fit(net, params32, optax.sgd(0.1), x, labels, epochs=1)
+        with pytest.raises(ValueError, match=r"x: holds -2147483649, .*give x\.astype\(float\)"):
+            jmlp.forward(net, params32, np.array([[-(2**31) - 1, 0]]))
+        jmlp.forward(net, params32, np.array([[-(2**31), 2**31 - 1]]))  # int32's own range
+    with pytest.raises(ValueError, match=r"y: integer labels .* must be in \[0, 2\)"):
+        jmlp.loss(net, params, x, labels)  # int64 under x64: out of range, not wrapped
 
 
 def test_a_misspelt_name_gets_the_closest_known_one():
