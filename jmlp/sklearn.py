@@ -184,6 +184,12 @@ class _MLPEstimator(BaseEstimator):
         sizes = (n_in, *hidden_sizes(self.hidden_layer_sizes), n_out)
         return MLP(sizes, activation=activation, loss=loss)
 
+    def _forget_changed_net(self, n_in: int, n_out: int, loss: str) -> None:
+        """Drop fitted weights that the settings no longer describe (``hidden_layer_sizes``,
+        ``activation`` or ``loss`` changed by ``set_params``): training then starts afresh."""
+        if hasattr(self, "params_") and self.net_ != self._net(n_in, n_out, loss):
+            del self.params_
+
     def _optimizer(self) -> Callable[..., optax.GradientTransformation]:
         settings = (float(self.momentum), bool(self.nesterovs_momentum))
         settings += (float(self.beta_1), float(self.beta_2), float(self.epsilon))
@@ -307,7 +313,8 @@ class MLPClassifier(ClassifierMixin, _MLPEstimator):
     - ``early_stopping``, ``validation_fraction``: hold out that (stratified) fraction; stop when
       its loss has not improved for ``n_iter_no_change`` epochs; keep the best epoch.
     - ``random_state``: int, RandomState or None; the same int gives bitwise the same model.
-    - ``warm_start``: ``fit`` continues from the current weights (with a fresh optimizer).
+    - ``warm_start``: ``fit`` continues from the current weights (with a fresh optimizer);
+      after a change of ``hidden_layer_sizes`` or ``activation`` it starts afresh.
     - ``verbose``: a progress bar. ``gradient``: ``"backprop"`` (hand-written) or ``"autodiff"``.
 
     **Attributes:** ``classes_``, ``n_features_in_``, ``feature_names_in_`` (pandas input),
@@ -345,6 +352,7 @@ class MLPClassifier(ClassifierMixin, _MLPEstimator):
         codes = np.searchsorted(self.classes_, y).astype(np.int32)
         k = len(self.classes_)
         loss, n_out = ("binary_cross_entropy", 1) if k == 2 else ("cross_entropy", k)
+        self._forget_changed_net(X.shape[1], n_out, loss)
         return self._train(np.asarray(X, np.float32), codes, n_out, loss, incremental)
 
     def predict_proba(self, X) -> np.ndarray:
@@ -420,6 +428,7 @@ class MLPRegressor(RegressorMixin, _MLPEstimator):
         if not first and t.shape[1] != self.net_.sizes[-1]:
             raise ValueError(f"y: expected {self.net_.sizes[-1]} targets per row, got {t.shape[1]}")
         self._y_shape = y.shape[1:]
+        self._forget_changed_net(X.shape[1], t.shape[1], self.loss)
         return self._train(np.asarray(X, np.float32), t, t.shape[1], self.loss, incremental)
 
     def predict(self, X) -> np.ndarray:

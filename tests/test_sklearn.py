@@ -207,6 +207,37 @@ def test_warm_start_continues_from_the_weights(iris):
     assert not np.array_equal(model.coefs_[0], first[0])
 
 
+@pytest.mark.parametrize(
+    "change", [{"hidden_layer_sizes": (6, 5)}, {"activation": "tanh"}], ids=["layers", "tanh"]
+)
+def test_warm_start_after_a_change_of_the_network_starts_afresh(iris, change):
+    x, y = iris
+    model = MLPClassifier(max_iter=3, warm_start=True, **IRIS).fit(x, y)
+    model.set_params(**change).fit(x, y)
+    fresh = MLPClassifier(max_iter=3, **(IRIS | change)).fit(x, y)
+    assert model.net_ == fresh.net_ and model.n_iter_ == 3
+    for a, b in zip(model.coefs_, fresh.coefs_, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_regressor_warm_start_after_a_change_of_loss_starts_afresh():
+    x, y = make_regression(40, 3, random_state=0)
+    settings = {"hidden_layer_sizes": (4,), "max_iter": 2, "random_state": 0}
+    model = MLPRegressor(warm_start=True, **settings).fit(x, y)
+    model.set_params(loss="mae").fit(x, y)
+    fresh = MLPRegressor(loss="mae", **settings).fit(x, y)
+    assert model.net_.loss == "mae" and model.loss_curve_ == fresh.loss_curve_
+
+
+def test_labels_beyond_32_bits_are_kept():
+    """2**32 + 1 and 1 are two classes (int32 would make them one) and come back as given."""
+    x = np.array([[0.0], [1.0]] * 10)
+    y = np.array([2**32 + 1, 1] * 10)
+    model = MLPClassifier((4,), learning_rate_init=0.1, max_iter=200, random_state=0).fit(x, y)
+    assert model.classes_.tolist() == [1, 2**32 + 1]
+    assert model.predict(x).tolist() == y.tolist()
+
+
 # ----------------------------------------------------------------------------- errors
 
 
