@@ -1,6 +1,6 @@
 """Edge of stability: under full-batch gradient descent the sharpness rises to 2/eta and stays.
 
-    python experiments/edge_of_stability.py [--out DIR] [--quick]
+    python experiments/edge_of_stability.py [--out DIR] [--quick] [--seed S]
 
 Cohen et al. (ICLR 2021): under full-batch gradient descent with step size eta, the sharpness (the
 largest eigenvalue of the training loss' Hessian) rises ("progressive sharpening") until it reaches
@@ -8,7 +8,8 @@ largest eigenvalue of the training loss' Hessian) rises ("progressive sharpening
 above it while the loss keeps falling, non-monotonically. Here: document 003's problem (400
 training examples, 5 standardized features, 3 classes; one-hot targets, 1/2 sum of squares,
 identity output, mean over examples), networks 5-64-64-3 with tanh (LeCun-normal init) and ReLU
-(Glorot-normal init) units, three step sizes, the same initial parameters for each. The
+(Glorot-normal init) units, three step sizes, the same initial parameters for each (drawn from
+``--seed``, default 0; the Lanczos start vectors from ``seed + 1`` to ``seed + 3``). The
 sharpness is jmlp.sharpness (Lanczos on the hand-written Hessian-vector product) every few steps;
 each network's three runs are one vmapped, jitted scan. A last check compares the sharpness at
 the final parameters with 20 Lanczos steps against 100.
@@ -56,7 +57,7 @@ def make_run(net, x, t, cfg):
 
     def segment(p, i, eta):
         p, losses = jax.lax.scan(lambda q, _: descend(q, eta), p, None, length=cfg["every"])
-        key = jax.random.fold_in(jax.random.key(1), i)
+        key = jax.random.fold_in(jax.random.key(cfg["seed"] + 1), i)
         return p, (losses, jmlp.sharpness(net, p, x, t, iters=cfg["iters"], key=key))
 
     def run(params, eta):
@@ -88,15 +89,16 @@ def plateau(lam, eta: float, cfg) -> dict:
 
 def study(activation: str, init: str, x, t, n_classes: int, cfg) -> list[dict]:
     net = jmlp.MLP((x.shape[1], *cfg["hidden"], n_classes), activation, "identity", "half_sse")
-    params = jmlp.init_params(jax.random.key(0), net.sizes, weight_init=init)
+    params = jmlp.init_params(jax.random.key(cfg["seed"]), net.sizes, weight_init=init)
     start = time.perf_counter()
-    lam0 = float(jmlp.sharpness(net, params, x, t, iters=cfg["check_iters"], key=jax.random.key(2)))
+    start_key = jax.random.key(cfg["seed"] + 2)
+    lam0 = float(jmlp.sharpness(net, params, x, t, iters=cfg["check_iters"], key=start_key))
     final, losses, lams = make_run(net, x, t, cfg)(params, jnp.asarray(cfg["etas"]))
     losses, lams = np.asarray(losses), np.asarray(lams)
     rows = []
     for m, eta in enumerate(cfg["etas"]):
         p = jax.tree.map(lambda a, m=m: a[m], final)
-        key = jax.random.key(3)
+        key = jax.random.key(cfg["seed"] + 3)
         short = float(jmlp.sharpness(net, p, x, t, iters=cfg["iters"], key=key))
         long = float(jmlp.sharpness(net, p, x, t, iters=cfg["check_iters"], key=key))
         rows.append(
@@ -141,7 +143,7 @@ def plot(rows, cfg, out: str) -> None:
 
 def main(argv=None) -> dict:
     args = parse_args(__doc__, "edge_of_stability", argv)
-    cfg = CONFIG | (QUICK if args.quick else {})
+    cfg = CONFIG | (QUICK if args.quick else {}) | {"seed": args.seed}
     x, t, n_classes = problem(cfg)
     rows = [r for act, init in cfg["nets"].items() for r in study(act, init, x, t, n_classes, cfg)]
 

@@ -9,6 +9,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -63,6 +64,7 @@ def results(tmp_path_factory) -> dict:
     idx = tmp_path_factory.mktemp("idx")
     write_small_mnist(idx)
     jobs = {name: (name, ()) for name in SCRIPTS} | {"mnist": ("digits", ("--mnist", str(idx)))}
+    jobs["edge_of_stability_seed_7"] = ("edge_of_stability", ("--seed", "7"))
     outs = {name: tmp_path_factory.mktemp(name) for name in jobs}
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = {
@@ -133,6 +135,25 @@ def test_edge_of_stability_runs_share_their_start(results):
         assert r["loss_last"] < r["loss_first"]  # even --quick's few steps lower the loss
     for net in cfg["nets"]:  # one initialization per network, shared by its step sizes
         assert len({r["loss_first"] for r in runs if r["net"] == net}) == 1
+
+
+def test_edge_of_stability_draws_its_start_from_the_seed(results):
+    """With --seed 7 each network starts from init_params(key(7)): its first loss is the loss
+    of those params (computed here), not the default seed's."""
+    data, _ = results["edge_of_stability_seed_7"]
+    default, _ = results["edge_of_stability"]
+    cfg = data["config"]
+    ds = jmlp.data.load(cfg["data"], standardize=True)
+    t = np.eye(ds.n_classes)[ds.y_train]
+    for activation, init in cfg["nets"].items():
+        net = jmlp.MLP((ds.x_train.shape[1], *cfg["hidden"], ds.n_classes), activation)
+        params = jmlp.init_params(jax.random.key(7), net.sizes, weight_init=init)
+        out = np.asarray(jmlp.forward(net, params, ds.x_train), np.float64)
+        expected = np.mean(0.5 * np.sum((out - t) ** 2, axis=1))
+        first = {r["loss_first"] for r in data["runs"] if r["net"] == activation}
+        other = {r["loss_first"] for r in default["runs"] if r["net"] == activation}
+        assert len(first) == 1 and first != other
+        np.testing.assert_allclose(first.pop(), expected, rtol=1e-5)
 
 
 def test_sklearn_comparison_scores_both_libraries(results):
