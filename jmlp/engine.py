@@ -7,13 +7,17 @@ order; a member that stops is frozen, and the loop ends when every member has st
     while i < count and any member is active:                      (lax.while_loop)
         e = start + i
         for each block of G members:                               (lax.map over blocks)
-            perm = permutation(fold_in(key, e), N)  (the block's key, or one per member)
-            S = ceil(N / B) steps, perm padded to S * B and the pad masked by weights w_n
-            for s = 1..S:                                          (lax.scan)
+            perm = permutation(fold_in(key, e), n)  (the block's key, or one per member)
+            for s = 1..ceil(n / B):                                (lax.fori_loop)
+                rows perm[sB : sB + B], those past n masked by weights w_n
                 (L_s, g) = gradient of the block's members on their mini-batches
                 updates, state = optimizer(h_m).update(g, state, params);  params += updates
-        per member: epoch loss sum_s n_s L_s / N, the NaN policy, metrics of the validation
+        per member: epoch loss sum_s n_s L_s / n, the NaN policy, metrics of the validation
         and evaluation sets, the best val_loss (patience), tol; the history row i
+
+Every set of examples holds ``P >= n`` rows, the last ``P - n`` zeros (:mod:`jmlp.buckets`):
+the real count ``n`` is data, so sets of one bucket size share one compiled program, and the
+results are those of the ``n`` rows alone.
 
 The gradient of a block is the delta rule in the layout its shapes call for (``Plan.layout``):
 "single" (one network, batch-major), "columns" (G networks on one shared batch:
@@ -27,10 +31,10 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from jmlp import buckets
 from jmlp.backprop import delta_rule, member_pass, with_l2
 from jmlp.forward import (
     MLP,
@@ -57,7 +61,7 @@ class Plan(NamedTuple):
     batch: int | None  # mini-batch size; None: one full-batch step per epoch
     shared_order: bool  # one data order for the members of a block (the block's key, or none)
     mode: str  # NaN policy inside an epoch: "fast" (unchecked), "skip", "stop" (replay)
-    track_best: bool  # keep each member's best-val_loss params (patience)
+    monitor: str | None  # what patience watches: "val_loss", "loss" (training), None (off)
     blocks: int  # the members run in this many blocks of equal size, one after another
     chunk: int  # epochs the history buffer of one call holds
     split: Any = None  # a NamedSharding: every mini-batch split over its devices (fit)
@@ -72,29 +76,32 @@ class Members(NamedTuple):
     active: Array  # bool: still training
     code: Array  # int32: why it stopped (RUNNING while active)
     epochs_run: Array  # int32: epochs completed
-    best_loss: Array  # the best val_loss so far (inf), patience only
+    best_loss: Array  # the least monitored loss so far (inf), patience only
     best_epoch: Array  # int32: the epoch of best_loss
-    best: Any  # (params, opt_state) of best_loss, or None
+    stale: Array  # int32: epochs since the monitored loss last fell by more than min_delta
+    best: Any  # (params, opt_state) of the best val_loss (patience on val_loss), or None
 
 
 class Settings(NamedTuple):
     """Per-member data: ``hparams`` name -> ``(M,)``, ``l2``, ``tol`` ``(M,)`` (-inf: off),
-    ``patience`` ``(M,)`` int32, ``keys``: one per block (``Plan.shared_order``: block b's
+    ``patience`` ``(M,)`` int32, ``min_delta`` ``(M,)``, ``keys``: one per block (``Plan.shared_order``: block b's
     members, m = b mod blocks, share key b), one per member ``(M,)``, or None (in order)."""
 
     hparams: dict
     l2: Array
     tol: Array
     patience: Array
+    min_delta: Array
     keys: Any
 
 
 class Data(NamedTuple):
-    """``x (N, n_0)``, target rows ``t (N, n_L)``, and the sets evaluated after every epoch
-    (validation first): a tuple of ``(x, t)``."""
+    """``x (P, n_0)``, target rows ``t (P, n_L)`` of which the first ``n`` (int32) are real, and
+    the sets evaluated after every epoch (validation first): a tuple of ``(x, t, n)`` alike."""
 
     x: Array
     t: Array
+    n: Array
     sets: tuple
 
 
@@ -118,27 +125,22 @@ def select(mask: Array, new: Any, old: Any) -> Any:
     return jax.tree.map(pick, new, old)
 
 
-def epoch_batches(
-    n: int, batch: int, key: Array | None, epoch: Array
-) -> tuple[Array, Array | None]:
-    """Indices ``(S, B)`` of the epoch's ``S = ceil(n / B)`` steps, from
-    ``permutation(fold_in(key, epoch), n)`` (``0, 1, ..., n - 1`` in order when ``key`` is None)
-    padded with index 0, and the 0/1 weights of the padded last step (None if B divides n):
-    the data order of every member with this key."""
-    steps = -(-n // batch)
-    order = (
-        jnp.arange(n) if key is None else jax.random.permutation(jax.random.fold_in(key, epoch), n)
-    )
-    pad = steps * batch - n
-    idx = jnp.concatenate([order, jnp.zeros(pad, order.dtype)]).reshape(steps, batch)
-    mask = None if pad == 0 else (jnp.arange(steps * batch) < n).reshape(steps, batch)
-    return idx, mask
+def epoch_order(n: Array, size: int, key: Array | None, epoch: Array) -> Array:
+    """The epoch's order of the ``size`` rows: ``permutation(fold_in(key, epoch), n)`` of the real
+    rows, then the padding (``0, 1, ..., size - 1`` in order when ``key`` is None)."""
+    if key is None:
+        return jnp.arange(size)
+    return buckets.permutation(jax.random.fold_in(key, epoch), n, size)
 
 
-def _step_counts(n: int, batch: int | None) -> np.ndarray:
-    """Real examples in each step: ``min(B, N - s B)``."""
-    batch = batch or n
-    return np.minimum(batch, n - batch * np.arange(-(-n // batch)))
+def step_rows(order: Array, n: Array, batch: int, step: Array) -> tuple[Array, Array]:
+    """Step ``step``'s row indices ``order[sB : sB + B]`` ``(..., B)`` and their 0/1 weights
+    (rows past ``n`` weigh 0; the order is read as if padded with more rows of padding)."""
+    first = step * batch
+    positions = first + jnp.arange(batch)
+    size = order.shape[-1]
+    idx = jnp.take(order, jnp.minimum(positions, size - 1), axis=-1)
+    return idx, positions < n
 
 
 # ----------------------------------------------------------------------------- gradients
@@ -183,33 +185,25 @@ def block_gradient(plan: Plan):
 # ----------------------------------------------------------------------------- one epoch
 
 
-def _epoch_order(plan: Plan, n: int, keys: Any, epoch: Array):
-    """The scan's inputs: ``(idx (S, B) or (S, G, B), weights (S, B) or None)``, or None for
-    one full-batch step. Per-member orders are drawn by each member's key."""
-    if plan.batch is None:
-        return None
-    if plan.shared_order:
-        return epoch_batches(n, plan.batch, keys, epoch)
-    idx, mask = jax.vmap(lambda k: epoch_batches(n, plan.batch, k, epoch))(keys)
-    return jnp.swapaxes(idx, 0, 1), None if mask is None else mask[0]
-
-
-def _step_batch(plan: Plan, data: Data, xs):
+def _step_batch(plan: Plan, data: Data, idx: Array | None, weights: Array):
     """This step's ``(x, t, scale)``: the whole set, or rows ``idx`` (shared or per member)."""
-    net, x, t = plan.net, data.x, data.t
-    if xs is not None:
-        idx, weights = xs
-        x, t = x[idx], t[idx]
-    else:
-        weights = None
-    scale = example_scale(net, x.shape[-2], weights, x.dtype)
+    x, t = (data.x, data.t) if idx is None else (data.x[idx], data.t[idx])
+    scale = example_scale(plan.net, weights.shape[0], weights, x.dtype)
     if plan.split is not None:
         x, t, scale = jax.lax.with_sharding_constraint((x, t, scale), plan.split)
     return x, t, scale
 
 
+def _epoch_orders(plan: Plan, data: Data, keys: Any, epoch: Array) -> Array:
+    """``(P,)`` shared by the block, or one order per member ``(G, P)`` drawn by its key."""
+    size = data.x.shape[0]
+    if plan.shared_order:
+        return epoch_order(data.n, size, keys, epoch)
+    return jax.vmap(lambda k: epoch_order(data.n, size, k, epoch))(keys)
+
+
 def block_epoch(plan: Plan, data: Data, epoch: Array, block: tuple, block_key) -> tuple:
-    """One epoch of one block of G members.
+    """One epoch of one block of G members: ``ceil(n / B)`` steps (one full-batch step).
 
     ``block = (params, opt_state, hparams, l2, keys)`` (leading axis G; ``keys`` None when the
     members share ``block_key``'s data order). Returns the new
@@ -219,40 +213,45 @@ def block_epoch(plan: Plan, data: Data, epoch: Array, block: tuple, block_key) -
     keys = block_key if plan.shared_order else keys
     gradient = block_gradient(plan)
     update = jax.vmap(lambda h, g, s, p: plan.optimizer.make(h).update(g, s, p))
-    members = l2.shape[0]
+    members, dtype = l2.shape[0], data.x.dtype
+    order = None if plan.batch is None else _epoch_orders(plan, data, keys, epoch)
 
-    def step(carry, xs):
-        p, s, ok_so_far = carry
-        x, t, scale = _step_batch(plan, data, xs)
+    def step(s, carry):
+        p, st, ok_so_far, loss, count, not_ok, first_bad = carry
+        if plan.batch is None:
+            idx, weights = None, buckets.row_mask(data.n, data.x.shape[0], dtype)
+        else:
+            idx, weights = step_rows(order, data.n, plan.batch, s)
+            weights = weights.astype(dtype)  # idx (B,) shared, or (G, B) per member
+        x, t, scale = _step_batch(plan, data, idx, weights)
         values, grads = gradient(p, x, t, scale, l2)
-        updates, new_s = update(hparams, grads, s, p)
+        updates, new_st = update(hparams, grads, st, p)
         new_p = optax.apply_updates(p, updates)
         if plan.mode == "fast":
-            return (new_p, new_s, ok_so_far), (values, jnp.isfinite(values))
-        ok = members_finite((values, new_p, new_s))
-        ok = ok & ok_so_far if plan.mode == "stop" else ok
-        return (select(ok, new_p, p), select(ok, new_s, s), ok), (values, ok)
+            ok = jnp.isfinite(values)
+        else:
+            ok = members_finite((values, new_p, new_st))
+            ok = ok & ok_so_far if plan.mode == "stop" else ok
+            new_p, new_st = select(ok, new_p, p), select(ok, new_st, st)
+        weight = jnp.sum(weights) * ok if plan.net.reduction == "mean" else 1
+        loss = loss + jnp.where(ok, values, 0) * weight
+        count = count + jnp.sum(weights) * ok
+        first_bad = jnp.where((first_bad < 0) & ~ok, s, first_bad)
+        return new_p, new_st, ok, loss, count, not_ok + ~ok, first_bad
 
-    carry = (params, state, jnp.ones((members,), bool))
-    order = _epoch_order(plan, data.x.shape[0], keys, epoch)
-    if order is None:
-        (params, state, _), (values, oks) = step(carry, None)
-        values, oks = values[None], oks[None]
-    else:
-        (params, state, _), (values, oks) = jax.lax.scan(step, carry, order)
-    counts = jnp.asarray(_step_counts(data.x.shape[0], plan.batch), values.dtype)[:, None]
+    steps = 1 if plan.batch is None else (data.n + plan.batch - 1) // plan.batch
+    zeros = jnp.zeros((members,), dtype)
+    carry = (params, state, jnp.ones((members,), bool), zeros, zeros,
+             jnp.zeros((members,), jnp.int32), jnp.full((members,), -1, jnp.int32))  # fmt: skip
+    params, state, _, loss, count, not_ok, first_bad = jax.lax.fori_loop(0, steps, step, carry)
     if plan.net.reduction == "mean":
-        counts = counts * oks
-        loss = jnp.sum(jnp.where(oks, values, 0) * counts, 0) / jnp.sum(counts, 0)
-    else:
-        loss = jnp.sum(jnp.where(oks, values, 0), 0)
-    finite = jnp.all(oks, 0) & members_finite((params, state)) if plan.mode == "fast" else True
-    first_bad = jnp.where(jnp.all(oks, 0), -1, jnp.argmin(oks, 0))
-    not_ok = jnp.sum(~oks, 0).astype(values.dtype)
+        loss = loss / count
+    all_ok = first_bad < 0
+    finite = all_ok & members_finite((params, state)) if plan.mode == "fast" else True
     metrics = [jax.vmap(lambda p, s=s: jnp.stack(validation_metrics(plan.net, p, s)))(params)
                for s in data.sets]  # fmt: skip
     finite = jnp.broadcast_to(finite, (members,))
-    return (params, state), (loss, not_ok, first_bad, finite, metrics)
+    return (params, state), (loss, not_ok.astype(dtype), first_bad, finite, metrics)
 
 
 def blocks_epoch(plan: Plan, members: Members, settings: Settings, data: Data, epoch: Array):
@@ -303,15 +302,16 @@ def start(plan: Plan, size: int, many: bool, params, opt_state, hparams: dict) -
         opt_state = pad_members(opt_state, size)
     zeros = jnp.zeros((size,), jnp.int32)
     best_loss = jnp.full((size,), jnp.inf, jax.tree.leaves(params)[0].dtype)
-    best = (params, opt_state) if plan.track_best else None
-    return Members(params, opt_state, jnp.arange(size) < n, zeros, zeros, best_loss, zeros, best)
+    best = (params, opt_state) if plan.monitor == "val_loss" else None
+    active = jnp.arange(size) < n
+    return Members(params, opt_state, active, zeros, zeros, best_loss, zeros, zeros, best)
 
 
 def finish(plan: Plan, n: int, many: bool, members: Members) -> tuple:
     """The params and optimizer state to return: the best epoch's (patience) where there is
     one; the N members, or the one member of ``fit``."""
     params, state = members.params, members.opt_state
-    if plan.track_best:
+    if members.best is not None:
         params, state = select(jnp.isfinite(members.best_loss), members.best, (params, state))
     return jax.tree.map(lambda a: a[:n] if many else a[0], (params, state))
 
@@ -327,14 +327,16 @@ def _end_of_epoch(plan: Plan, members: Members, settings: Settings, epoch: Array
     history = jnp.where(keep[None, :], jnp.stack(rows), jnp.nan)
     code = jnp.where(members.active & ~finite, NON_FINITE, members.code)
     best_loss, best_epoch, best = members.best_loss, members.best_epoch, members.best
-    waited = jnp.zeros_like(keep)
-    if plan.track_best:
-        val_loss = set_metrics[0][:, 0]
-        improved = keep & (val_loss < best_loss)
-        best_loss = jnp.where(improved, val_loss, best_loss)
-        best_epoch = jnp.where(improved, done, best_epoch)
-        best = select(improved, (params, state), best)
-        waited = keep & ~improved & (done - best_epoch >= settings.patience)
+    stale, waited = members.stale, jnp.zeros_like(keep)
+    if plan.monitor is not None:
+        value = set_metrics[0][:, 0] if plan.monitor == "val_loss" else loss
+        lowest = keep & (value < best_loss)
+        improved = keep & (value < best_loss - settings.min_delta)
+        best_loss = jnp.where(lowest, value, best_loss)
+        best_epoch = jnp.where(lowest, done, best_epoch)
+        best = None if best is None else select(lowest, (params, state), best)
+        stale = jnp.where(keep, jnp.where(improved, 0, stale + 1), stale)
+        waited = keep & (stale >= settings.patience)
     reached = keep & (loss <= settings.tol)
     code = jnp.where(reached, TOL, jnp.where(waited, PATIENCE, code))
     members = Members(
@@ -345,6 +347,7 @@ def _end_of_epoch(plan: Plan, members: Members, settings: Settings, epoch: Array
         jnp.where(keep, done, members.epochs_run),
         best_loss,
         best_epoch,
+        stale,
         best,
     )
     return members, history

@@ -43,16 +43,23 @@ def decide(net: MLP, rows: Array) -> Array:
     return jnp.argmax(rows, axis=-1).astype(jnp.int32)
 
 
-def _rates(net: MLP, out: Array, t: Array) -> tuple[Array, Array]:
+def _rates(net: MLP, out: Array, t: Array, weights: Array | None = None) -> tuple[Array, Array]:
     """``(accuracy, error)``: the fractions of decisions equal to and different from the
-    targets' (each counted, so both are exact fractions)."""
+    targets' (each counted, so both are exact fractions), over the rows of weight 1."""
     same = decide(net, out) == decide(net, t)
-    return jnp.mean(same.astype(out.dtype)), jnp.mean((~same).astype(out.dtype))
+    if weights is None:
+        return jnp.mean(same.astype(out.dtype)), jnp.mean((~same).astype(out.dtype))
+    weights = weights.reshape(weights.shape + (1,) * (same.ndim - 1))
+    total = jnp.sum(jnp.broadcast_to(weights, same.shape))
+    return jnp.sum(same * weights) / total, jnp.sum(~same * weights) / total
 
 
-def _r2_rows(out: Array, t: Array) -> Array:
-    ss_res = jnp.sum((t - out) ** 2)
-    return 1 - ss_res / jnp.sum((t - jnp.mean(t, axis=0, keepdims=True)) ** 2)
+def _r2_rows(out: Array, t: Array, weights: Array | None = None) -> Array:
+    """``1 - sum (t - out)^2 / sum (t - mean t)^2`` over the rows of weight 1 (all by default)."""
+    w = jnp.ones(t.shape[:1], t.dtype) if weights is None else weights
+    w = w[:, None]
+    mean = jnp.sum(w * t, axis=0, keepdims=True) / jnp.sum(w)
+    return 1 - jnp.sum(w * (t - out) ** 2) / jnp.sum(w * (t - mean) ** 2)
 
 
 def _stacked(params: Params) -> bool:
@@ -148,13 +155,15 @@ def validation_names(net: MLP) -> list[str]:
     )
 
 
-def validation_metrics(net: MLP, params: Params, val: tuple[Array, Array]) -> list[Array]:
+def validation_metrics(net: MLP, params: Params, val: tuple) -> list[Array]:
     """``[val_loss, accuracy, error]`` (classifiers) or ``[val_loss, r2]`` on checked arrays
-    ``val = (x (N, n_in), t (N, n_out))``; ``val_loss`` without L2. Traceable (jit, vmap)."""
-    x, t = val
+    ``val = (x (P, n_in), t (P, n_out), n)``: the first ``n`` rows (all without ``n``), the rest
+    padding of weight 0; ``val_loss`` without L2. Traceable (jit, vmap)."""
+    x, t = val[:2]
+    weights = (jnp.arange(x.shape[0]) < (val[2] if len(val) == 3 else x.shape[0])).astype(x.dtype)
     cache = forward_cache(net, params, x)
-    scale = example_scale(net, x.shape[0], None, x.dtype)
+    scale = example_scale(net, x.shape[0], weights, x.dtype)
     value = jnp.sum(scale * per_example_loss(net, cache, t))
     if net.loss in CLASSIFICATION:
-        return [value, *_rates(net, cache.h[-1], t)]
-    return [value, _r2_rows(cache.h[-1], t)]
+        return [value, *_rates(net, cache.h[-1], t, weights)]
+    return [value, _r2_rows(cache.h[-1], t, weights)]

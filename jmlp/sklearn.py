@@ -1,8 +1,9 @@
 """scikit-learn estimators over jmlp: ``MLPClassifier`` and ``MLPRegressor``.
 
 They take ``sklearn.neural_network``'s parameter names where the meaning is the same, and train
-through :func:`jmlp.fit` (one compiled ``lax.scan`` per epoch, the hand-written backward pass by
-default), so they work in ``Pipeline``, ``GridSearchCV`` and ``cross_val_score`` and pass
+through :func:`jmlp.fit` (the whole fit one compiled loop, stopping rules included, the
+hand-written backward pass by default; row counts padded to :mod:`jmlp.buckets` sizes, so the
+folds of a grid search share one training and one prediction program), so they work in ``Pipeline``, ``GridSearchCV`` and ``cross_val_score`` and pass
 scikit-learn's estimator checks (the list of checks left out is in ``tests/test_sklearn.py``)::
 
     from sklearn.pipeline import make_pipeline
@@ -24,6 +25,7 @@ kept (scikit-learn watches the validation score, improved by at least ``tol``).
 
 import warnings
 from collections.abc import Callable, Sequence
+from functools import partial
 from numbers import Integral, Real
 from typing import Any
 
@@ -44,15 +46,14 @@ except ImportError as error:
         'jmlp.sklearn needs scikit-learn >= 1.6: pip install "jmlp[experiments]"'
     ) from error
 
-from jmlp import optim
-from jmlp.forward import MLP, forward
+from jmlp import buckets, optim
+from jmlp.forward import MLP, check_finite_rows, forward
 from jmlp.init import init_params
 from jmlp.train import fit as jmlp_fit
 
 SOLVERS = ("adam", "sgd")
 ACTIVATION_ALIASES = {"logistic": "sigmoid"}  # scikit-learn's name -> jmlp's
 REGRESSION_LOSSES = ("mse", "half_sse", "mae", "huber")
-_forward = jax.jit(forward, static_argnums=0)
 
 
 def make_optimizer(
@@ -102,14 +103,13 @@ def hidden_sizes(value: Any) -> tuple[int, ...]:
     return tuple(int(n) for n in sizes)
 
 
-def stalled(losses: Sequence[float], tol: float, n_iter_no_change: int) -> bool:
-    """scikit-learn's rule: more than ``n_iter_no_change`` epochs in a row whose loss is not
-    below the best earlier loss minus ``tol``."""
-    best, count = np.inf, 0
-    for value in losses:
-        count = count + 1 if value > best - tol else 0
-        best = min(best, value)
-    return count > n_iter_no_change
+@partial(jax.jit, static_argnums=1)
+def _init_params(seed: int, sizes: tuple[int, ...]):
+    """:func:`jmlp.init_params` from ``key(seed)`` as one compiled program per ``sizes``."""
+    return init_params(jax.random.key(seed), sizes)
+
+
+_forward = jax.jit(forward, static_argnums=0)
 
 
 class _MLPEstimator(BaseEstimator):
@@ -207,7 +207,7 @@ class _MLPEstimator(BaseEstimator):
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         if restart:
             self.net_ = self._net(x.shape[1], n_out, loss)
-            self.params_ = init_params(jax.random.key(seed), self.net_.sizes)
+            self.params_ = _init_params(seed, self.net_.sizes)
             self.opt_state_, self.loss_curve_, self.n_iter_ = None, [], 0
         optimizer = self._optimizer()
         if not incremental:
@@ -215,14 +215,6 @@ class _MLPEstimator(BaseEstimator):
         early = self.early_stopping and not incremental
         x, t, validation = self._validation_split(x, t, seed) if early else (x, t, None)
         batch = self._batch(len(x))
-        stop = {"tol": False}
-
-        def tol_rule(epoch, params, history):
-            stop["tol"] = stalled(
-                self.loss_curve_ + history["loss"], self.tol, self.n_iter_no_change
-            )
-            return stop["tol"]
-
         result = jmlp_fit(
             self.net_,
             self.params_,
@@ -236,16 +228,18 @@ class _MLPEstimator(BaseEstimator):
             validation=validation,
             l2=self.alpha / batch,  # scikit-learn's alpha / (2 B) ||W||^2 on each batch's loss
             gradient=self.gradient,
-            patience=self.n_iter_no_change if early else None,
+            # scikit-learn's rules: more than n_iter_no_change epochs without a val_loss below
+            # its least (early stopping), or without a training loss below its least - tol
+            patience=self.n_iter_no_change + (not early),
+            min_delta=0.0 if early else float(self.tol),
             progress=bool(self.verbose),
-            callback=None if incremental or early else tol_rule,
             opt_state=self.opt_state_,
         )
         self.params_, self.opt_state_ = result.params, result.opt_state
         self.loss_curve_ = self.loss_curve_ + result.history["loss"]
         self.n_iter_ += result.epochs_run
         self._record_scores(result.history, early)
-        if not incremental and not stop["tol"] and result.epochs_run == self.max_iter:
+        if not incremental and result.stopped.startswith("max epochs"):
             warnings.warn(
                 f"max_iter={self.max_iter} epochs reached and the optimization has not converged "
                 f"yet (rule: loss not improving by tol={self.tol} for {self.n_iter_no_change} "
@@ -281,8 +275,11 @@ class _MLPEstimator(BaseEstimator):
         """The network output ``h^L (n, n_out)`` for checked ``X``, as float64 numpy."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
-        out = _forward(self.net_, self.params_, np.asarray(X, np.float32))
-        return np.asarray(out, np.float64)
+        check_finite_rows("X", X, np.float32)
+        n = len(X)
+        rows = buckets.pad_rows(np.asarray(X, np.float32), buckets.bucket(n))
+        out = _forward(self.net_, self.params_, rows)  # rows are independent: padding is inert
+        return np.asarray(out[:n], np.float64)
 
     @property
     def coefs_(self) -> list[np.ndarray]:

@@ -30,7 +30,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding
 
-from jmlp import engine, parallel
+from jmlp import buckets, engine, parallel
 from jmlp.arguments import (
     check_choice,
     check_int,
@@ -106,7 +106,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 OPTIONS = ("batch_size", "key", "validation", "evaluate", "l2", "hparams", "gradient", "tol",
-           "patience", "progress", "callback", "checkpoint_path", "checkpoint_every", "resume",
+           "patience", "min_delta", "progress", "callback", "checkpoint_path", "checkpoint_every", "resume",
            "nan_policy", "mesh", "block_size", "shuffle")  # fmt: skip
 
 
@@ -121,8 +121,6 @@ def _check_common(net: Any, epochs: Any, gradient: Any, nan_policy: Any, opts: d
     check_int("epochs", epochs, 1)
     check_choice("gradient", gradient, GRADIENTS)
     check_choice("nan_policy", nan_policy, NAN_POLICIES)
-    if opts["patience"] is not None and opts["validation"] is None:
-        raise ValueError("patience: early stopping needs validation=(x_val, y_val)")
     if opts["callback"] is not None and not callable(opts["callback"]):
         raise TypeError(f"callback: expected a callable, got {type(opts['callback']).__name__}")
     path, every = opts["checkpoint_path"], opts["checkpoint_every"]
@@ -241,6 +239,8 @@ def _prepare(net, optimizer, x, y, params, opt_state, opts: dict, many: bool) ->
     patience = per_member("patience", patience, n, jnp.int32, integer=True)
     if not np.all(np.asarray(patience) >= 1):
         raise ValueError(f"patience: expected ints >= 1, got {opts['patience']!r:.60}")
+    min_delta = per_member("min_delta", opts["min_delta"], n, dtype)
+    monitor = "val_loss" if opts["validation"] is not None else "loss"
     ordered = batch is None or not shuffle  # the data in order, whatever the keys
     period = _key_period(opts["key"]) if keys == "each" and not ordered else 1  # key[m % period]
     shared = period == 1 or period < n  # a block's members share their batches (and its key)
@@ -261,7 +261,7 @@ def _prepare(net, optimizer, x, y, params, opt_state, opts: dict, many: bool) ->
         batch=batch,
         shared_order=shared,
         mode="skip" if opts["nan_policy"] == "skip" else "fast",
-        track_best=opts["patience"] is not None,
+        monitor=None if opts["patience"] is None else monitor,
         blocks=blocks,
         chunk=_chunk_size(len(names) + 1 + (opts["nan_policy"] == "skip"), size),
         split=None if many or mesh is None else parallel.batch_sharding(mesh),
@@ -273,15 +273,30 @@ def _prepare(net, optimizer, x, y, params, opt_state, opts: dict, many: bool) ->
         l2=pad(per_member("l2", opts["l2"], n, dtype)),
         tol=pad(np.broadcast_to(np.asarray(tol, dtype), (n,))),
         patience=pad(patience),
+        min_delta=pad(np.asarray(min_delta)),
         keys=None if ordered else _engine_keys(opts["key"], keys == "one", plan, period, size),
     )
     members = _starter(plan, size, many)(params, opt_state, settings.hparams)
-    data = Data(x, t, sets)
+    data = _padded(Data(x, t, n_examples, sets), mesh is None)
     if mesh is not None:
         data = parallel.place(data, parallel.replicated(mesh), keep_global=True)
         members, settings = _on_mesh(plan, mesh, members, settings)
     names = ["loss"] + (["skipped"] if plan.mode == "skip" else []) + names
     return _Run(plan, members, settings, data, names, n, opts["key"], mesh)
+
+
+def _padded(data: Data, bucketed: bool) -> Data:
+    """Every set's rows padded with zeros to its :func:`jmlp.buckets.bucket` size (``bucketed``;
+    else as they are), the real counts ``n`` as int32 data: new lengths of one bucket share the
+    compiled program."""
+
+    def pad(x, t, n):
+        if bucketed:
+            x, t = (jnp.asarray(buckets.pad_rows(a, buckets.bucket(n))) for a in (x, t))
+        return x, t, np.int32(n)
+
+    x, t, n = pad(data.x, data.t, data.n)
+    return Data(x, t, n, tuple(pad(x_s, t_s, len(x_s)) for x_s, t_s in data.sets))
 
 
 def _member_sharding(plan: Plan, mesh: Mesh) -> NamedSharding:
@@ -321,7 +336,7 @@ def _own(tree: Any, n: int, many: bool) -> Any:
 _own_copy = jax.jit(_own, static_argnums=(1, 2))
 
 
-MEMBER_FIELDS = ("active", "code", "epochs_run", "best_loss", "best_epoch")
+MEMBER_FIELDS = ("active", "code", "epochs_run", "best_loss", "best_epoch", "stale")
 
 
 def _save(path, run: _Run, members: Members, history: np.ndarray, epoch: int, many: bool) -> None:
@@ -372,6 +387,13 @@ def _resume(path, run: _Run, many: bool) -> tuple[Members, np.ndarray, int]:
         raise ValueError(
             f"checkpoint_path: {path} was not written by fit / fit_many (no member state)"
         )
+    saved = list(meta.get("history", {}))
+    if saved != run.names:
+        raise ValueError(
+            f"validation / evaluate: the checkpoint {path} holds the history {saved}, this call "
+            f"records {run.names}; give the validation= and evaluate= (and nan_policy) of the run "
+            "that wrote it, or another checkpoint_path"
+        )
 
     def padded(tree):
         tree = tree if many else jax.tree.map(lambda a: jnp.asarray(a)[None], tree)
@@ -384,11 +406,13 @@ def _resume(path, run: _Run, many: bool) -> tuple[Members, np.ndarray, int]:
         "epochs_run": 0,
         "best_loss": np.inf,
         "best_epoch": 0,
+        "stale": 0,
     }
     restored = {}
     for f in MEMBER_FIELDS:
         values = np.full(size, fill[f], getattr(members, f).dtype)
-        values[: run.n] = saved_members[f]
+        since_best = saved_members["epochs_run"] - saved_members["best_epoch"]  # min_delta 0
+        values[: run.n] = saved_members.get(f, since_best)
         restored[f] = jnp.asarray(values)
     best = None if ck.extra is None else padded((ck.extra["params"], ck.extra["opt_state"]))
     members = Members(padded(ck.params), padded(ck.opt_state), best=best, **restored)
@@ -503,8 +527,9 @@ def _reason(code: int, m: int, members: dict, run: _Run, epochs: int, history: n
         loss = history[done - 1, run.names.index("loss"), m]
         return f"tol: loss {loss:.6g} <= {float(run.settings.tol[m]):g} at epoch {done}"
     if code == engine.PATIENCE:
-        waited = int(run.settings.patience[m])
-        return f"early stopping at epoch {done}: no val_loss improvement in {waited} epochs"
+        waited, delta = int(run.settings.patience[m]), float(run.settings.min_delta[m])
+        by = f" by more than {delta:g}" if delta else ""
+        return f"early stopping at epoch {done}: no {run.plan.monitor} improvement{by} in {waited} epochs"
     if code == engine.NON_FINITE:
         return f"non-finite loss or update in epoch {done + 1}; kept the params from before it"
     if code == engine.CALLBACK:
@@ -523,7 +548,8 @@ def _finish(run: _Run, members: Members, history: np.ndarray, epochs: int, many:
     reasons = [
         _reason(int(c), m, host, run, epochs, history) for m, c in enumerate(host["code"][: run.n])
     ]
-    for m in np.flatnonzero(host["best_loss"][: run.n] < np.inf):
+    kept_best = run.plan.monitor == "val_loss"
+    for m in np.flatnonzero(kept_best & (host["best_loss"][: run.n] < np.inf)):
         best = f"epoch {host['best_epoch'][m]} (val_loss {host['best_loss'][m]:.6g})"
         reasons[m] += f"; restored the best {best}"
     return params, state, host, reasons
@@ -546,6 +572,7 @@ def fit(
     gradient: str = "backprop",
     tol: float | None = None,
     patience: int | None = None,
+    min_delta: float = 0.0,
     progress: bool = False,
     callback: Callable[[int, Params, dict], Any] | None = None,
     checkpoint_path: str | Path | None = None,
@@ -577,8 +604,12 @@ def fit(
     - ``hparams``: ``{name: number}`` handed to an optimizer function.
     - ``gradient``: ``"backprop"`` (hand-written) or ``"autodiff"`` (``jax.value_and_grad``).
     - ``tol``: stop once the epoch's training loss is ``<= tol`` (document 001's ``E <= 1e-6``).
-    - ``patience``: early stopping: stop when ``val_loss`` has not improved for this many epochs;
-      the returned params and optimizer state are always those of the best-``val_loss`` epoch.
+    - ``patience``: early stopping: stop after this many epochs in a row without improvement of
+      ``val_loss`` (with ``validation``; the params and optimizer state returned are then those
+      of the least ``val_loss``), else of the training loss (the last epoch's params returned).
+    - ``min_delta``: an epoch improves when its loss is below the least so far minus
+      ``min_delta`` (default 0). ``patience=n_iter_no_change + 1, min_delta=tol`` without
+      validation is scikit-learn's ``tol`` / ``n_iter_no_change`` rule.
     - ``progress``: a progress line (epochs, loss, rate, time left) on stderr.
     - ``callback``: ``callback(epoch, params, history)`` after each epoch (1-based; ``params`` a
       copy; the epochs then run one per compiled call). Returning True stops.
@@ -609,6 +640,7 @@ def fit(
         check_number("tol", tol)
     if patience is not None:
         check_int("patience", patience, 1)
+    check_number("min_delta", min_delta)
     check_params(net, params)
     run = _prepare(net, optimizer, x, y, params, opt_state, opts, False)
     members, history, done = _train(run, epochs, opts, many=False)
@@ -674,6 +706,7 @@ def fit_many(
     gradient: str = "backprop",
     tol=None,
     patience=None,
+    min_delta=0.0,
     progress: bool = False,
     callback: Callable[[int, Params, dict], Any] | None = None,
     checkpoint_path: str | Path | None = None,
@@ -702,8 +735,8 @@ def fit_many(
       full batch. Keys that repeat with a period (``key[m] == key[m % p]``, as
       ``jmlp.grid(..., seed=...).keys()`` gives with the seed axis last) let the members that
       share a key train in blocks of their own, on shared mini-batches (0.4-0.7 of the time).
-    - ``hparams``: dict name -> number or array ``(N,)``; ``l2``, ``tol``, ``patience``: a number
-      or an array ``(N,)``.
+    - ``hparams``: dict name -> number or array ``(N,)``; ``l2``, ``tol``, ``patience``,
+      ``min_delta``: a number or an array ``(N,)``.
     - ``nan_policy``: ``"stop"``: a member whose epoch turns non-finite stops with the params
       from before that epoch (the others go on); ``"skip"``: as :func:`fit`.
     - ``callback``: ``callback(epoch, params, history)`` with stacked params and history arrays

@@ -347,6 +347,16 @@ def test_checkpoint_resume_equals_uninterrupted_run(tmp_path, validation):
     assert jmlp.load_checkpoint(path, like_params=cls_params()).epoch == 6
 
 
+@pytest.mark.parametrize("first, then", [(False, True), (True, False)])
+def test_resume_with_other_validation_is_refused(tmp_path, first, then):
+    path = tmp_path / "c.npz"
+    kw = {"batch_size": 6, "key": jax.random.key(0), "checkpoint_path": path}
+    fit(CLS, cls_params(), SGD, X, Y, epochs=2, validation=(X, Y) if first else None, **kw)
+    with pytest.raises(ValueError, match=r"validation / evaluate: .*val_loss"):
+        fit(CLS, cls_params(), SGD, X, Y, epochs=4, validation=(X, Y) if then else None,
+            resume=True, **kw)  # fmt: skip
+
+
 def test_resume_with_another_key_is_refused(tmp_path):
     path = tmp_path / "run.npz"
     kw = {"epochs": 2, "batch_size": 6, "checkpoint_path": path}
@@ -428,7 +438,8 @@ def bad_input_cases():
         ({"validation": X_OK}, TypeError, "validation: expected a pair"),
         ({"validation": (X_OK, lbl)}, ValueError, r"validation\[1\] \(y_val\): integer labels"),
         ({"validation": (X_OK[:, :2], Y_OK)}, ValueError, r"validation\[0\] \(x_val\): expected"),
-        ({"patience": 2}, ValueError, "patience: early stopping needs validation"),
+        ({"patience": 0}, ValueError, "patience: expected an int >= 1"),
+        ({"patience": 2, "min_delta": -0.1}, ValueError, "min_delta: expected a number >= 0"),
         ({"l2": -1.0}, ValueError, "l2: expected a number >= 0"),
         ({"tol": "small"}, ValueError, "tol: expected a number"),
         ({"callback": 3}, TypeError, "callback: expected a callable"),
