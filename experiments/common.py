@@ -11,8 +11,6 @@ matplotlib.use("Agg")  # no display needed; figures go to PNG files
 import matplotlib.pyplot as plt
 import numpy as np
 
-import jmlp
-
 
 def parse_args(doc: str, script: str, argv=None, extra=()) -> argparse.Namespace:
     """``--seed``, ``--out DIR`` (default ``runs/<script>``), ``--quick`` and ``extra``
