@@ -6,9 +6,9 @@ Four of scikit-learn's bundled or generated sets (digits, breast_cancer, iris, m
 noise 0.2), each split 75/25 (stratified, random_state 0) and standardized by a StandardScaler
 in a Pipeline. Both classifiers get the same settings (CONFIG): one hidden layer of 64 relu
 units, Adam at 1e-3, batch min(200, n), alpha 1e-4, at most 100 epochs with scikit-learn's tol
-rule; seeds 0..seeds-1 draw the initialisation and the batch order of each. What differs: the
-initialisation scheme (jmlp: He normal; scikit-learn: Glorot uniform), the arithmetic (float32
-vs float64) and the random streams. scikit-learn runs with one BLAS thread (on a small shared
+rule; seeds 0..seeds-1 draw the initialisation and the batch order of each. Both draw the same
+initial weights from the seed (scikit-learn's Glorot uniform scheme); what differs: the
+arithmetic (float32 vs float64) and the random stream of the batch order. scikit-learn runs with one BLAS thread (on a small shared
 machine, BLAS threads fighting for the cores make it many times slower). Writes results.json and
 accuracy.png.
 """

@@ -23,9 +23,9 @@ validation loss has not improved for ``n_iter_no_change`` epochs and the best ep
 kept (scikit-learn watches the validation score, improved by at least ``tol``).
 """
 
+import itertools
 import warnings
 from collections.abc import Callable, Sequence
-from functools import partial
 from numbers import Integral, Real
 from typing import Any
 
@@ -48,7 +48,6 @@ except ImportError as error:
 
 from jmlp import buckets, optim
 from jmlp.forward import MLP, check_finite_rows, forward
-from jmlp.init import init_params
 from jmlp.train import fit as jmlp_fit
 
 SOLVERS = ("adam", "sgd")
@@ -103,10 +102,17 @@ def hidden_sizes(value: Any) -> tuple[int, ...]:
     return tuple(int(n) for n in sizes)
 
 
-@partial(jax.jit, static_argnums=1)
-def _init_params(seed: int, sizes: tuple[int, ...]):
-    """:func:`jmlp.init_params` from ``key(seed)`` as one compiled program per ``sizes``."""
-    return init_params(jax.random.key(seed), sizes)
+def glorot_params(rng: np.random.RandomState, sizes: tuple[int, ...], logistic: bool) -> list:
+    """scikit-learn's initialisation (Glorot & Bengio 2010), drawn in its order from ``rng``:
+    for each layer ``W (n_in, n_out)`` then ``b (n_out,)`` from ``U(-a, a)``,
+    ``a = sqrt(f / (n_in + n_out))`` with ``f = 2`` for a logistic activation, else 6; float32.
+    The same ``random_state`` gives scikit-learn's initial weights, and no program to compile."""
+    params = []
+    for n_in, n_out in itertools.pairwise(sizes):
+        a = np.sqrt((2.0 if logistic else 6.0) / (n_in + n_out))
+        W, b = rng.uniform(-a, a, (n_in, n_out)), rng.uniform(-a, a, n_out)
+        params.append({"W": jnp.asarray(W, jnp.float32), "b": jnp.asarray(b, jnp.float32)})
+    return params
 
 
 _forward = jax.jit(forward, static_argnums=0)
@@ -204,11 +210,13 @@ class _MLPEstimator(BaseEstimator):
         """Fit (``max_iter`` epochs, stopping rules) or continue one epoch (``partial_fit``)."""
         self._check_settings()
         restart = not hasattr(self, "params_") or not (incremental or self.warm_start)
-        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        rng = check_random_state(self.random_state)
         if restart:
             self.net_ = self._net(x.shape[1], n_out, loss)
-            self.params_ = _init_params(seed, self.net_.sizes)
+            logistic = ACTIVATION_ALIASES.get(self.activation, self.activation) == "sigmoid"
+            self.params_ = glorot_params(rng, self.net_.sizes, logistic)
             self.opt_state_, self.loss_curve_, self.n_iter_ = None, [], 0
+        seed = rng.randint(np.iinfo(np.int32).max)  # the data order's key
         optimizer = self._optimizer()
         if not incremental:
             self.opt_state_ = None  # fit (even warm-started) starts a fresh optimizer

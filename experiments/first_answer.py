@@ -1,0 +1,155 @@
+"""The first answer: whole jobs in fresh processes, jmlp.sklearn beside scikit-learn's MLP.
+
+    python experiments/first_answer.py [--repeats 3] [--out DIR] [--quick]
+
+Each job runs as a new Python process, as a user's script does (imports, compilation, data and
+training all counted), jmlp and scikit-learn interleaved, the best of ``--repeats`` kept:
+- "003": document 003's problem, 400 x 5, a 5-50-3 relu net, Adam at 1e-3, batch 50, 500
+  epochs (no early stop), fit then predict;
+- "grid": GridSearchCV on breast_cancer (569 x 30) of Pipeline(StandardScaler,
+  MLPClassifier((64,))) over 3 alphas x 2 learning rates, 5 folds and the refit (n_jobs 1, and
+  2 processes sharing the cache).
+jmlp runs once with an empty compilation cache (a new folder each time) and once with the cache
+that an earlier identical process filled. Two more measurements, each in a fresh process:
+the compile time of the first ``jmlp.fit`` (first call less second) against that of a plain
+whole-run ``lax.scan`` of the same training (experiments/benchmark.py's reference), and the
+training programs a grid search compiles (JAX's compile events named ``run_chunk``).
+Prints a table of ratios and writes results.json.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from common import parse_args, save_json, table
+
+JOB = r"""
+import os, sys, time, warnings
+began = time.perf_counter()
+which, job, jobs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+import numpy as np
+from sklearn.datasets import load_breast_cancer
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+if which == "jmlp":
+    from jmlp.sklearn import MLPClassifier
+else:
+    from sklearn.neural_network import MLPClassifier
+warnings.filterwarnings("ignore")
+if job == "003":
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 5))
+    y = (x[:, 0] + x[:, 1] > 0).astype(int) + (x[:, 2] > 1)
+    settings = dict(batch_size=50, max_iter=500, tol=0.0, n_iter_no_change=10**6)
+    MLPClassifier((50,), random_state=0, **settings).fit(x, y).predict(x)
+else:
+    x, y = load_breast_cancer(return_X_y=True)
+    pipe = make_pipeline(StandardScaler(), MLPClassifier((64,), max_iter=200, random_state=0))
+    grid = {"mlpclassifier__alpha": [1e-4, 1e-2, 1e-1],
+            "mlpclassifier__learning_rate_init": [1e-3, 1e-2]}
+    GridSearchCV(pipe, grid, cv=5, n_jobs=jobs).fit(x, y)
+print(time.perf_counter() - began)
+"""
+
+COMPILE = r"""
+import sys, time
+import jax, jax.numpy as jnp, numpy as np, optax
+import jmlp
+sys.path.insert(0, sys.argv[2])
+from benchmark import scan_run
+net = jmlp.MLP((5, 50, 3), "relu", "softmax", "cross_entropy")
+rng = np.random.default_rng(0)
+x = rng.normal(size=(400, 5)).astype(np.float32)
+y = rng.integers(0, 3, 400)
+params, opt, key, epochs = jmlp.init_params(jax.random.key(0), net.sizes), optax.adam(1e-3), jax.random.key(1), 500
+if sys.argv[1] == "fit":
+    run = lambda: jax.block_until_ready(jmlp.fit(net, params, opt, x, y, epochs=epochs, batch_size=50, key=key).params)
+else:
+    scan = scan_run(net, opt, 400, 50, epochs)
+    t = jax.nn.one_hot(y, 3, dtype=jnp.float32)
+    run = lambda: jax.block_until_ready(scan(params, key, jnp.asarray(x), t))
+times = []
+for _ in range(2):
+    began = time.perf_counter(); run(); times.append(time.perf_counter() - began)
+print(times[0] - times[1])
+"""
+
+COUNT = r"""
+import warnings, jax
+from sklearn.datasets import load_breast_cancer
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from jmlp.sklearn import MLPClassifier
+warnings.filterwarnings("ignore")
+names = []
+jax.monitoring.register_event_duration_secs_listener(
+    lambda event, seconds, **kw: names.append(kw.get("fun_name", ""))
+    if event == "/jax/core/compile/backend_compile_duration" else None)
+x, y = load_breast_cancer(return_X_y=True)
+pipe = make_pipeline(StandardScaler(), MLPClassifier((64,), max_iter=20, random_state=0))
+grid = {"mlpclassifier__alpha": [1e-4, 1e-2, 1e-1], "mlpclassifier__learning_rate_init": [1e-3, 1e-2]}
+GridSearchCV(pipe, grid, cv=5).fit(x, y)
+print(sum("run_chunk" in n for n in names))
+"""
+
+
+def python(code: str, *args, cache: str = "") -> float:
+    """Run ``code`` in a fresh process with the compilation cache folder ``cache`` ("" = off);
+    the number it prints last, or its wall time where it prints none."""
+    env = os.environ | {"JMLP_CACHE_DIR": cache, "PYTHONDONTWRITEBYTECODE": "1"}
+    began = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env,
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    wall = time.perf_counter() - began
+    lines = done.stdout.strip().splitlines()
+    return float(lines[-1]) if lines else wall
+
+
+def job_times(job: str, jobs: int, repeats: int) -> dict[str, float]:
+    """Best wall times of ``job``: scikit-learn, jmlp with an empty cache, jmlp with a warm one."""
+    times = {"sklearn": [], "jmlp_empty": [], "jmlp_warm": []}
+    with tempfile.TemporaryDirectory() as warm:
+        python(JOB, "jmlp", job, jobs, cache=warm)  # fills the warm cache
+        for _ in range(repeats):
+            times["sklearn"].append(python(JOB, "sklearn", job, jobs))
+            with tempfile.TemporaryDirectory() as empty:
+                times["jmlp_empty"].append(python(JOB, "jmlp", job, jobs, cache=empty))
+            times["jmlp_warm"].append(python(JOB, "jmlp", job, jobs, cache=warm))
+    return {k: min(v) for k, v in times.items()}
+
+
+def main(argv=None) -> dict:
+    args = parse_args(__doc__, "first_answer", argv, [(("--repeats",), {"type": int, "default": 3})])
+    repeats = 1 if args.quick else args.repeats
+    here = os.path.dirname(os.path.abspath(__file__))
+    results = {"jobs": {}}
+    for job, jobs in [("003", 1), ("grid", 1)] + ([] if args.quick else [("grid", 2)]):
+        results["jobs"][f"{job} n_jobs={jobs}"] = job_times(job, jobs, repeats)
+    compile_s = {
+        what: min(python(COMPILE, what, here) for _ in range(repeats)) for what in ("fit", "scan")
+    }
+    results["compile_s"] = compile_s
+    results["grid_training_compilations"] = int(python(COUNT))
+    rows = [
+        [name, f"{t['sklearn']:.2f}", f"{t['jmlp_empty']:.2f}", f"{t['jmlp_warm']:.2f}",
+         f"{t['jmlp_empty'] / t['sklearn']:.2f}", f"{t['jmlp_warm'] / t['sklearn']:.2f}"]
+        for name, t in results["jobs"].items()
+    ]  # fmt: skip
+    print(table(["job", "sklearn s", "jmlp empty s", "jmlp warm s", "empty/sk", "warm/sk"], rows))
+    ratio = compile_s["fit"] / compile_s["scan"]
+    print(f"first fit compile {compile_s['fit']:.2f} s / plain scan compile "
+          f"{compile_s['scan']:.2f} s = {ratio:.2f}")  # fmt: skip
+    print(f"training compilations in a 5-fold grid search of 6 settings: "
+          f"{results['grid_training_compilations']}")  # fmt: skip
+    save_json(args.out, results)
+    print(json.dumps(results["compile_s"]))
+    return results
+
+
+if __name__ == "__main__":
+    main()
