@@ -118,6 +118,13 @@ def glorot_params(rng: np.random.RandomState, sizes: tuple[int, ...], logistic: 
 _forward = jax.jit(forward, static_argnums=0)
 
 
+def _key(seed: int, epochs_done: int) -> jax.Array:
+    """A threefry key for the data order, mixed from ``(seed, epochs_done)`` on the host (numpy's
+    SeedSequence), so that no program is compiled to make it."""
+    words = np.random.SeedSequence([seed, epochs_done]).generate_state(2)  # uint32 (2,)
+    return jax.random.wrap_key_data(words, impl="threefry2x32")
+
+
 class _MLPEstimator(BaseEstimator):
     """What the classifier and the regressor share: parameters, checks, training."""
 
@@ -232,7 +239,7 @@ class _MLPEstimator(BaseEstimator):
             hparams={"learning_rate": float(self.learning_rate_init)},
             epochs=1 if incremental else self.max_iter,
             batch_size=batch,
-            key=jax.random.fold_in(jax.random.key(seed), self.n_iter_),
+            key=_key(seed, self.n_iter_),
             validation=validation,
             l2=self.alpha / batch,  # scikit-learn's alpha / (2 B) ||W||^2 on each batch's loss
             gradient=self.gradient,

@@ -1,5 +1,6 @@
 """Test-wide settings: float64 available, strict rank promotion, one table of tolerances."""
 
+import contextlib
 import os
 
 import jax
@@ -18,3 +19,20 @@ TOL = {
     "float64": {"rtol": 1e-10, "atol": 1e-12},
     "float32": {"rtol": 2e-4, "atol": 2e-6},
 }
+
+
+@contextlib.contextmanager
+def compiled():
+    """The names of the programs XLA compiles inside the block (JAX's monitoring events; a list
+    filled as it runs): ``"jit(run_chunk)"`` is a training loop."""
+    names: list[str] = []
+
+    def listen(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            names.append(kwargs.get("fun_name", ""))
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield names
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)

@@ -1,35 +1,16 @@
 """Row counts padded to buckets: the padded computation equals the plain one, and new lengths of
 one bucket reuse the compiled program (compilations counted by JAX's own monitoring events)."""
 
-import contextlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import compiled
 
 import jmlp
 from jmlp import buckets
 from jmlp.metrics import validation_metrics
-
-COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-
-
-@contextlib.contextmanager
-def compiled():
-    """The names of the programs XLA compiles inside the block (a list filled as it runs)."""
-    names: list[str] = []
-
-    def listen(event, duration, **kwargs):
-        if event == COMPILE_EVENT:
-            names.append(kwargs.get("fun_name", ""))
-
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
-        yield names
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
 
 
 def test_buckets_are_powers_of_two_and_three_halves_of_them():
