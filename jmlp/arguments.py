@@ -41,6 +41,12 @@ Array = jax.Array
 STEP_SIZES = ("learning_rate", "lr", "eta", "step_size")
 
 
+def on_device(a) -> Array:
+    """``a`` as a jax array: sent with ``jax.device_put`` (``jnp.asarray`` of a numpy array
+    compiles a small program per shape)."""
+    return a if isinstance(a, jax.Array) else jax.device_put(np.asarray(a))
+
+
 def check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
     ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
     if not ok or value < low or (high is not None and value > high):
@@ -80,7 +86,7 @@ def training_arrays(net: MLP, params: Params, x, y, names: tuple[str, str]) -> t
     try:
         check_numeric("x", x)
         check_numeric("y", y)
-        x, y = jnp.asarray(x), jnp.asarray(y)
+        x, y = on_device(x), on_device(y)
         if x.ndim != 2:
             raise ValueError(f"x: expected shape (N, {net.sizes[0]}), got {x.shape}")
         xb = as_inputs(net, params, x)

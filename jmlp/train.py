@@ -292,7 +292,7 @@ def _padded(data: Data, bucketed: bool) -> Data:
 
     def pad(x, t, n):
         if bucketed:
-            x, t = (jnp.asarray(buckets.pad_rows(a, buckets.bucket(n))) for a in (x, t))
+            x, t = (jax.device_put(buckets.pad_rows(a, buckets.bucket(n))) for a in (x, t))
         return x, t, np.int32(n)
 
     x, t, n = pad(data.x, data.t, data.n)
@@ -413,7 +413,7 @@ def _resume(path, run: _Run, many: bool) -> tuple[Members, np.ndarray, int]:
         values = np.full(size, fill[f], getattr(members, f).dtype)
         since_best = saved_members["epochs_run"] - saved_members["best_epoch"]  # min_delta 0
         values[: run.n] = saved_members.get(f, since_best)
-        restored[f] = jnp.asarray(values)
+        restored[f] = jax.device_put(values)
     best = None if ck.extra is None else padded((ck.extra["params"], ck.extra["opt_state"]))
     members = Members(padded(ck.params), padded(ck.opt_state), best=best, **restored)
     if run.mesh is not None:

@@ -1,5 +1,6 @@
 """The figures of a run folder: loss.png (the learning curves) and confusion.png (the test set)."""
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,12 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def preload() -> None:
+    """Import matplotlib in a background thread, while XLA compiles and trains (which release
+    Python's lock): the figures are then drawn without waiting for the import."""
+    threading.Thread(target=_pyplot, daemon=True).start()
 
 
 CURVE_LABELS = {

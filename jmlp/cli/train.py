@@ -33,9 +33,10 @@ from zipfile import BadZipFile, is_zipfile
 import jax
 import numpy as np
 
-from jmlp import data, optim
+from jmlp import buckets, data, optim
 from jmlp.checkpoint import load_checkpoint, remove_temp_files, save_checkpoint
 from jmlp.cli.figures import confusion_figure, confusion_matrix, loss_figure, save_figure
+from jmlp.cli.figures import preload as preload_figures
 from jmlp.cli.options import (
     UsageError,
     column,
@@ -47,10 +48,10 @@ from jmlp.cli.options import (
     positive_int,
     seed,
 )
-from jmlp.forward import MLP, forward, loss
+from jmlp.forward import MLP, forward, param_dtype
 from jmlp.init import init_params
 from jmlp.losses import CLASSIFICATION, LOSSES
-from jmlp.metrics import r2_score
+from jmlp.metrics import validation_metrics
 from jmlp.progress import Progress
 from jmlp.runs import (
     check_same_training,
@@ -747,19 +748,40 @@ def run_training(
     return {"result": result, "seconds": seconds, "first": first, "key": key_fit}
 
 
+def _target_rows(net: MLP, t: np.ndarray) -> np.ndarray:
+    """Targets as rows ``(n, n_out)``: integer labels one-hot, one column of values as a column."""
+    t = np.asarray(t)
+    if t.ndim == 2:
+        return t
+    integer = np.issubdtype(t.dtype, np.integer) and net.sizes[-1] > 1
+    return np.eye(net.sizes[-1])[t] if integer else t[:, None]
+
+
 @partial(jax.jit, static_argnums=0)
-def _loss_outputs_r2(net: MLP, params, x, t) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Loss (without L2), the outputs and R^2 of a part, as one compiled call."""
-    return loss(net, params, x, t), forward(net, params, x), r2_score(net, params, x, t)
+def _loss_outputs_r2(net: MLP, params, x, t, n) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Loss (without L2), the outputs and R^2 of a part's first ``n`` rows of ``x (P, n_in)``,
+    ``t (P, n_out)`` (the rest padding), as one compiled call per bucket size."""
+    metrics = validation_metrics(net, params, (x, t, n))
+    return metrics[0], forward(net, params, x), metrics[-1]
+
+
+def part_outputs(net: MLP, params, x, y, n_classes: int) -> tuple[float, np.ndarray, float]:
+    """Loss (without L2), outputs ``(n, n_out)`` and R^2 of a part, its rows padded to their
+    bucket size (one program for the parts of one size class)."""
+    t, n = _target_rows(net, _targets(net, y, n_classes)), len(x)
+    dtype, size = param_dtype(params), buckets.bucket(n)
+    padded = [buckets.pad_rows(np.asarray(a, dtype), size) for a in (x, t)]
+    value, out, r2 = _loss_outputs_r2(net, params, *padded, n)
+    return float(value), np.asarray(out)[:n], float(r2)
 
 
 def evaluate(net: MLP, params, parts: dict, n_classes: int) -> dict[str, dict[str, float]]:
     """``{part: {"loss", "score"}}``: loss (without L2) and accuracy or R^2 of each part."""
     scores = {}
     for part, (x, y) in parts.items():
-        value, out, r2 = _loss_outputs_r2(net, params, x, _targets(net, y, n_classes))
-        score = np.mean(class_codes(net, np.asarray(out)) == y) if n_classes else r2
-        scores[part] = {"loss": float(value), "score": float(score)}
+        value, out, r2 = part_outputs(net, params, x, y, n_classes)
+        score = np.mean(class_codes(net, out) == y) if n_classes else r2
+        scores[part] = {"loss": value, "score": float(score)}
     return scores
 
 
@@ -831,8 +853,7 @@ def write_run(out: Path, cfg: dict, net: MLP, ds: data.Dataset, parts: dict, run
     save_figure(loss_figure(result.history), out / "loss.png")
     if ds.task == "classification":
         x, y = parts["test"]
-        outputs = _loss_outputs_r2(net, result.params, x, _targets(net, y, ds.n_classes))[1]
-        predicted = class_codes(net, np.asarray(outputs))
+        predicted = class_codes(net, part_outputs(net, result.params, x, y, ds.n_classes)[1])
         counts = confusion_matrix(y, predicted, ds.n_classes)
         save_figure(confusion_figure(counts, ds.classes), out / "confusion.png")
 
@@ -887,6 +908,7 @@ def run(args: argparse.Namespace) -> int:
                 if resume:
                     _say_resumed(out, options["state"], cfg["epochs"], args.quiet)
                 with clock.phase("training"):
+                    preload_figures()
                     run = run_training(cfg, net, parts, ds.n_classes, out, options)
                 run["stop"] = stop
                 with clock.phase("evaluation"):
