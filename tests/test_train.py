@@ -222,6 +222,26 @@ def test_a_val_loss_equal_to_the_best_is_no_improvement():
     assert "early stopping" in result.stopped and "best epoch 1" in result.stopped
 
 
+def epochs_without_improvement(losses: list[float], min_delta: float) -> int:
+    """The rule written plainly: epochs since the loss last fell below its least minus min_delta."""
+    best, count = math.inf, 0
+    for value in losses:
+        count = 0 if value < best - min_delta else count + 1
+        best = min(best, value)
+    return count
+
+
+def test_patience_without_validation_watches_the_training_loss():
+    kw = {"epochs": 400, **MINI}
+    result = fit(CLS, cls_params(), ADAM, X, Y, patience=4, min_delta=1e-3, **kw)
+    losses, done = result.history["loss"], result.epochs_run
+    assert done < 400 and result.stopped.startswith("early stopping")
+    waits = [epochs_without_improvement(losses[:e], 1e-3) for e in range(1, done + 1)]
+    assert waits[-1] == 4 and max(waits[:-1]) < 4  # stops at the first epoch the rule says
+    plain = fit(CLS, cls_params(), ADAM, X, Y, **(kw | {"epochs": done}))
+    assert_bitwise(result.params, plain.params)  # the last epoch's params, not the best's
+
+
 def test_same_key_same_params_different_key_different():
     runs = [
         fit(CLS, cls_params(), ADAM, X, Y, epochs=3, batch_size=6, key=jax.random.key(k))
