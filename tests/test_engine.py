@@ -18,6 +18,10 @@ from jmlp.train import _key_period
 
 X, Y = data()
 VAL = data(9, seed=3)
+# Most tests train CLS with ADAM on (X, Y), VAL and the evaluation set SETS, in blocks of 3:
+# the compiled programs of test_members_equal_fit, which the others reuse (compiling is most of
+# this file's time).
+SETS = {"validation": VAL, "evaluate": {"train": (X, Y)}}
 
 
 def stacked(net, n=N, seed=0, dtype=jnp.float64):
@@ -96,7 +100,7 @@ def test_members_equal_fit(mode, gradient):
     """N = 20, B = 6: a partial last batch; l2 per member; validation and an evaluation set."""
     key, member_key, batch = KEY_MODES[mode]
     params, l2 = stacked(CLS), np.array([0.0, 0.01, 0.0, 0.05])
-    kw = {"epochs": 3, "batch_size": batch, "validation": VAL, "evaluate": {"train": (X, Y)}}
+    kw = {"epochs": 3, "batch_size": batch, **SETS}
     result = jmlp.fit_many(
         CLS, ADAM, X, Y, params=params, key=key, l2=l2, gradient=gradient, block_size=3, **kw
     )
@@ -117,11 +121,58 @@ def test_members_equal_fit(mode, gradient):
 def test_one_member_is_fit_bitwise():
     """fit is the one-member case of the same engine: the same layout, the same bits."""
     params = stacked(CLS, 1)
-    kw = {"epochs": 4, "batch_size": 6, "key": jax.random.key(3), "validation": VAL}
+    kw = {"epochs": 4, "batch_size": 6, "key": jax.random.key(3), **SETS}
     many = jmlp.fit_many(CLS, ADAM, X, Y, params=params, **kw)
     one = jmlp.fit(CLS, member(params, 0), ADAM, X, Y, **kw)
     assert_bitwise(member(many.params, 0), one.params)
     np.testing.assert_array_equal(many.history["val_loss"][0], one.history["val_loss"])
+
+
+# The tests below reuse test_members_equal_fit's programs: they come right after it, while
+# jmlp.train's cache of compiled programs (the last 64) still holds them.
+
+
+@pytest.mark.parametrize("many", [False, True], ids=["fit", "fit_many"])
+def test_one_epoch_per_call_gives_the_same_bits_as_one_chunk(many):
+    """A callback makes the engine return to the host after every epoch."""
+    kw = {"epochs": 5, "batch_size": 6, "key": jax.random.key(0), **SETS}
+    if many:  # two blocks of members, as test_members_equal_fit's (one program for both)
+        run = lambda **extra: jmlp.fit_many(
+            CLS, ADAM, X, Y, params=stacked(CLS), block_size=3, **kw, **extra
+        )
+    else:
+        run = lambda **extra: jmlp.fit(CLS, member(stacked(CLS), 0), ADAM, X, Y, **kw, **extra)
+    whole, stepped = run(), run(callback=lambda e, p, h: False)
+    assert_bitwise(whole.params, stepped.params)
+    np.testing.assert_array_equal(whole.history["val_loss"], stepped.history["val_loss"])
+
+
+def test_callback_sees_stacked_params_and_can_stop_all():
+    seen = []
+
+    def callback(epoch, params, history):
+        seen.append((epoch, params[0]["W"].shape, history["loss"].shape))
+        return epoch == 2
+
+    kw = {"epochs": 5, "block_size": 3, **SETS}  # test_members_equal_fit's full-batch program
+    result = jmlp.fit_many(CLS, ADAM, X, Y, params=stacked(CLS), callback=callback, **kw)
+    assert seen == [(1, (N, 3, 6), (N, 1)), (2, (N, 3, 6), (N, 2))]
+    assert result.epochs_run.tolist() == [2] * N and "callback" in result.stopped[0]
+
+
+def test_evaluation_sets_equal_the_metrics_of_the_result():
+    xt, yt = data(19, seed=9)  # (X, Y)'s row bucket: test_members_equal_fit's program
+    kw = {"epochs": 3, "block_size": 3, "validation": VAL, "evaluate": {"test": (xt, yt)}}
+    result = jmlp.fit_many(CLS, ADAM, X, Y, params=stacked(CLS), **kw)
+    np.testing.assert_allclose(
+        result.history["test_accuracy"][:, -1], jmlp.accuracy(CLS, result.params, xt, yt), **F64
+    )
+    np.testing.assert_allclose(
+        result.history["test_error"][:, -1], jmlp.error_rate(CLS, result.params, xt, yt), **F64
+    )
+    for m in range(N):
+        loss = jmlp.loss(CLS, member(result.params, m), xt, yt)
+        np.testing.assert_allclose(result.history["test_loss"][m, -1], loss, **F64)
 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["one key", "N keys"])
@@ -218,32 +269,7 @@ def test_skip_policy_per_member_equals_fit():
         assert_trees(member(result.params, m), ref.params, **F64)
 
 
-def test_callback_sees_stacked_params_and_can_stop_all():
-    seen = []
-
-    def callback(epoch, params, history):
-        seen.append((epoch, params[0]["W"].shape, history["loss"].shape))
-        return epoch == 2
-
-    result = jmlp.fit_many(CLS, ADAM, X, Y, params=stacked(CLS), epochs=5, callback=callback)
-    assert seen == [(1, (N, 3, 6), (N, 1)), (2, (N, 3, 6), (N, 2))]
-    assert result.epochs_run.tolist() == [2] * N and "callback" in result.stopped[0]
-
-
 # --- chunks of epochs, checkpoints --------------------------------------------------------------
-
-
-@pytest.mark.parametrize("many", [False, True], ids=["fit", "fit_many"])
-def test_one_epoch_per_call_gives_the_same_bits_as_one_chunk(many):
-    """A callback makes the engine return to the host after every epoch."""
-    kw = {"epochs": 5, "batch_size": 6, "key": jax.random.key(0), "validation": VAL}
-    if many:
-        run = lambda **extra: jmlp.fit_many(CLS, ADAM, X, Y, params=stacked(CLS), **kw, **extra)
-    else:
-        run = lambda **extra: jmlp.fit(CLS, member(stacked(CLS), 0), ADAM, X, Y, **kw, **extra)
-    whole, stepped = run(), run(callback=lambda e, p, h: False)
-    assert_bitwise(whole.params, stepped.params)
-    np.testing.assert_array_equal(whole.history["val_loss"], stepped.history["val_loss"])
 
 
 @pytest.mark.parametrize("patience", [None, 2])
@@ -274,22 +300,6 @@ def test_fit_checkpoint_resume_with_patience_is_bitwise(tmp_path):
 
 
 # --- evaluation sets and metrics of stacked params ---------------------------------------------
-
-
-def test_evaluation_sets_equal_the_metrics_of_the_result():
-    xt, yt = data(11, seed=9)
-    result = jmlp.fit_many(
-        CLS, ADAM, X, Y, params=stacked(CLS), epochs=3, evaluate={"test": (xt, yt)}
-    )
-    np.testing.assert_allclose(
-        result.history["test_accuracy"][:, -1], jmlp.accuracy(CLS, result.params, xt, yt), **F64
-    )
-    np.testing.assert_allclose(
-        result.history["test_error"][:, -1], jmlp.error_rate(CLS, result.params, xt, yt), **F64
-    )
-    for m in range(N):
-        loss = jmlp.loss(CLS, member(result.params, m), xt, yt)
-        np.testing.assert_allclose(result.history["test_loss"][m, -1], loss, **F64)
 
 
 def test_metrics_of_stacked_params_are_one_per_member():
