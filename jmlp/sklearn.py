@@ -111,7 +111,9 @@ def glorot_params(rng: np.random.RandomState, sizes: tuple[int, ...], logistic: 
     for n_in, n_out in itertools.pairwise(sizes):
         a = np.sqrt((2.0 if logistic else 6.0) / (n_in + n_out))
         W, b = rng.uniform(-a, a, (n_in, n_out)), rng.uniform(-a, a, n_out)
-        params.append({"W": jnp.asarray(W, jnp.float32), "b": jnp.asarray(b, jnp.float32)})
+        params.append(
+            {"W": jax.device_put(W.astype(np.float32)), "b": jax.device_put(b.astype(np.float32))}
+        )
     return params
 
 
@@ -294,7 +296,7 @@ class _MLPEstimator(BaseEstimator):
         n = len(X)
         rows = buckets.pad_rows(np.asarray(X, np.float32), buckets.bucket(n))
         out = _forward(self.net_, self.params_, rows)  # rows are independent: padding is inert
-        return np.asarray(out[:n], np.float64)
+        return np.asarray(out, np.float64)[:n]
 
     @property
     def coefs_(self) -> list[np.ndarray]:

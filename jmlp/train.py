@@ -485,7 +485,7 @@ def _train(run: _Run, epochs: int, opts: dict, many: bool) -> tuple[Members, np.
             count = _chunk_length(e, epochs, run.plan.chunk, opts, per_epoch)
             began = time.perf_counter()
             members, rows_k, done = chunk(
-                members, run.settings, run.data, jnp.int32(e), jnp.int32(count)
+                members, run.settings, run.data, np.int32(e), np.int32(count)
             )
             rows_k, done, active = parallel.gather((rows_k, done, members.active))
             if calls and done:  # the first call carries the compilation: not a rate
@@ -644,7 +644,7 @@ def fit(
     check_params(net, params)
     run = _prepare(net, optimizer, x, y, params, opt_state, opts, False)
     members, history, done = _train(run, epochs, opts, many=False)
-    if int(members.code[0]) == engine.NON_FINITE:
+    if int(parallel.gather(members.code)[0]) == engine.NON_FINITE:
         _raise_non_finite(run, members, history)
     params, state, _, reasons = _finish(run, members, history, epochs, many=False)
     return FitResult(params, state, _history(run, history, False), done, reasons[0], key)
