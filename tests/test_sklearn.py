@@ -18,7 +18,9 @@ from jmlp.sklearn import MLPClassifier, MLPRegressor
 
 # float32 matmuls on XLA:CPU round differently with the number and position of the rows in a
 # batch (measured: up to 1e-6 relative, a few float32 ulps), and these checks want a row's
-# prediction equal to atol 1e-7 whatever batch it comes in.
+# prediction equal to atol 1e-7 whatever batch it comes in. Since predictions pad their rows to
+# a few sizes they pass on the machine this was written on; not strict, as the rounding depends
+# on the CPU's matmul kernels.
 BATCH_ROUNDING = (
     "float32 predictions depend on the batch's rows to a few ulps (XLA:CPU matmul blocking); "
     "the check asks for 1e-7"
