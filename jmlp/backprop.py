@@ -169,7 +169,7 @@ def member_columns(net: MLP) -> Layout:
 def _columns_affine(net: MLP, h: Array, layer: dict) -> Array:
     """``z^T = W^T h^T + b`` for ``h^T`` shared ``(n_in, B)`` or per member ``(G, n_in, B)``. A
     shared input of at most 8 features is n_in multiply-adds (XLA:CPU's matmul with K <= 8 is
-    slower: 2.8 against 3.0 us per member and Adam step of 5-50-3, batch 50, 128 members)."""
+    slower; the benchmark's ensemble part measures it)."""
     W, b = layer["W"], layer["b"][:, :, None]
     if h.ndim == 2 and W.shape[2] <= 8 and net.compute_dtype is None:
         return sum(W[:, :, i, None] * h[None, None, i, :] for i in range(W.shape[2])) + b
@@ -183,7 +183,7 @@ def member_pass(
     on one shared batch ``x (B, n_0)``, target rows ``t (B, n_out)``, batch weights ``scale
     (B,)``, ``l2 (G,)``: the delta rule in the :func:`member_columns` layout."""
     # The barrier keeps W^T a real array: without it XLA folds the transpose into the matmuls
-    # and runs W^T h with a non-minor contraction on a slower path (1.5x the step time).
+    # and runs W^T h with a non-minor contraction on a slower path.
     wt = jax.lax.optimization_barrier([jnp.swapaxes(p["W"], 1, 2) for p in params])
     columns = [{"W": w, "b": p["b"]} for w, p in zip(wt, params)]
     value, grads, _ = delta_rule(net, columns, x.T, t, scale, member_columns(net))
