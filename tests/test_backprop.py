@@ -237,6 +237,19 @@ def test_custom_vjp_loss_grad_equals_autodiff(hidden, output, loss, dtype):
     np.testing.assert_allclose(g_c[2], sq, rtol=TOL[dtype]["rtol"])  # dL/dl2 = ||W||^2 / 2
 
 
+def test_custom_vjp_loss_l2_cotangent_is_half_the_squared_weights():
+    net = jmlp.MLP((3, 5, 2), "tanh", "softmax", "cross_entropy")
+    params = jmlp.init_params(jax.random.key(0), net.sizes, dtype=jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (6, 3), jnp.float64)
+    y = jnp.arange(6) % 2
+    d_l2 = jax.grad(lambda l2: jmlp.custom_vjp_loss(net, params, x, y, l2))(0.3)
+    half_squares = 0.5 * sum(float(jnp.sum(p["W"] ** 2)) for p in params)  # d/dl2 of l2/2 ||W||^2
+    assert float(d_l2) == pytest.approx(half_squares, rel=1e-14)
+    assert float(d_l2) == pytest.approx(
+        float(jax.grad(lambda l2: jmlp.loss(net, params, x, y, l2=l2))(0.3)), rel=1e-12
+    )
+
+
 def test_custom_vjp_loss_passes_check_grads():
     net, params, x, y = problem(DEPTHS[1], "tanh", "softmax", "cross_entropy", "float64", seed=4)
     test_util.check_grads(

@@ -121,6 +121,7 @@ def test_a_blank_drawing_is_a_blank_image(side):
         (np.zeros((0, 5)), 8, ValueError, "2-D"),
         (np.array([["a", "b"]]), 8, TypeError, "numbers"),
         (np.full((4, 4), 1.5), 8, ValueError, "[0, 1]"),
+        (np.full((4, 4), -0.5), 8, ValueError, "[0, 1]"),
         (np.full((4, 4), np.nan), 8, ValueError, "[0, 1]"),
         (np.zeros((4, 4)), 16, ValueError, "side"),
     ],

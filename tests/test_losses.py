@@ -445,6 +445,19 @@ def test_fused_value_and_delta_keep_relative_precision(pair, dtype):
     _assert_within(record.delta(z_low, h, t_low), deltas, delta_sens, dtype, "delta")
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_saturated_sigmoid_delta_with_exact_labels_keeps_its_digits(dtype):
+    # With a label t = 1 (exact) the delta is h - 1 = -sigmoid(-z): for z = 20 about -2e-9,
+    # which h - t computed from a rounded h loses entirely in float32.
+    z = jnp.asarray([[5.0], [20.0], [40.0], [80.0]], dtype)
+    t = jnp.ones_like(z)
+    delta = FUSED[("sigmoid", "binary_cross_entropy")].delta(z, jax.nn.sigmoid(z), t)
+    expected = -1 / (1 + np.exp(np.asarray(z, np.float64)))
+    np.testing.assert_allclose(
+        np.asarray(delta, np.float64), expected, rtol=8 * jnp.finfo(dtype).eps
+    )
+
+
 def test_exact_reference_delta_is_the_gradient_of_its_value():
     # the decimal deltas above are textbook formulas; check them against a central difference
     # of the decimal value itself (step 1e-40: error ~1e-80)
