@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the benchmark script run in its own process
+
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "benchmark.py"
 
 

@@ -6,6 +6,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # fresh processes sharing a compilation cache
+
 SCRIPT = """
 import json, jax, numpy as np, optax, jmlp
 hits = []

@@ -376,6 +376,7 @@ def _both_products(net, params, x, y, u, v):
     return jmlp.hvp(net, params, x, y, u), jmlp.hvp(net, params, x, y, v)
 
 
+@pytest.mark.slow  # a hypothesis search
 @settings(max_examples=8, deadline=None, derandomize=True, database=None)
 @given(symmetric_problems())
 def test_hessian_is_symmetric(problem_):

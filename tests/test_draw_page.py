@@ -34,10 +34,13 @@ CHROMIUM_ARGS = [
 STARTUP_SECONDS = 180  # import, train on the digits, compile: about 10 s on 2 free cores
 PAD = 280
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="no Chromium executable found (apt-get install chromium, or set JMLP_CHROMIUM)",
-)
+pytestmark = [
+    pytest.mark.slow,  # a headless browser in its own process
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="no Chromium executable found (apt-get install chromium, or set JMLP_CHROMIUM)",
+    ),
+]
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,8 @@ import pytest
 
 import jmlp
 
+pytestmark = pytest.mark.slow  # every experiment script run in its own process
+
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 SCRIPTS = {  # script: figures it must write
     "worked_examples": ["doc001_error_curve.png"],

@@ -23,6 +23,8 @@ import pytest
 import jmlp
 from jmlp.checkpoint import TEMP_FILE
 
+pytestmark = pytest.mark.slow  # jmlp train killed and resumed in its own processes
+
 EPOCHS = 600
 TRAIN = ["train", "--data", "iris", "--hidden", "4", "--seed", "5", "--epochs", str(EPOCHS)]
 QUICK = ["--no-progress", "--save-every", "0.1"]

@@ -18,6 +18,8 @@ import pytest
 
 import jmlp
 
+pytestmark = pytest.mark.slow  # two processes joined by jax.distributed
+
 WORKER = textwrap.dedent(
     """
     import sys

@@ -24,6 +24,8 @@ from test_backprop import BATCH, DEPTHS, HIDDEN, PAIRS
 import jmlp
 from jmlp.losses import CLASSIFICATION
 
+pytestmark = pytest.mark.slow  # hypothesis searches over random shapes
+
 SETTINGS = settings(max_examples=15, deadline=None, derandomize=True, database=None)
 
 

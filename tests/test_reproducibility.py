@@ -7,6 +7,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import jmlp
 
@@ -28,6 +29,7 @@ def run_in_fresh_process(path):
         return [saved[k] for k in sorted(saved.files, key=lambda k: int(k.split("_")[1]))]
 
 
+@pytest.mark.slow  # two fresh processes
 def test_same_key_is_bitwise_identical_across_processes(tmp_path):
     first = run_in_fresh_process(tmp_path / "a.npz")
     second = run_in_fresh_process(tmp_path / "b.npz")
