@@ -33,6 +33,7 @@ from zipfile import BadZipFile, is_zipfile
 import jax
 import numpy as np
 
+import jmlp
 from jmlp import buckets, data, optim
 from jmlp.checkpoint import load_checkpoint, remove_temp_files, save_checkpoint
 from jmlp.cli.figures import confusion_figure, confusion_matrix, loss_figure, save_figure
@@ -448,14 +449,10 @@ CACHE_EVENT = "/jax/compilation_cache/cache_retrieval_time_sec"
 _FIRST_RUN = [True]  # the imports are counted by the first run of the process only
 
 
-def process_start() -> float | None:
-    """When this process started (``time.time()``), from /proc on Linux; None elsewhere."""
-    try:
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+def process_start() -> float:
+    """When this process began importing jmlp (``time.time()``): the imports are counted from
+    there (a shell that ``exec``s the command keeps its own start time, so /proc cannot say)."""
+    return jmlp.IMPORT_STARTED
 
 
 def _merged(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -874,8 +871,8 @@ def run(args: argparse.Namespace) -> int:
     time line. On SIGINT / SIGTERM: stop after the current chunk, save, write the folder,
     exit 130 / 143 saying how to resume."""
     with Clock(("data", "training", "evaluation", "writing")) as clock:
-        imports = clock.started - (process_start() or clock.started) if _FIRST_RUN[0] else 0.0
-        _FIRST_RUN[0] = False
+        began = process_start() if _FIRST_RUN[0] else clock.started
+        imports, _FIRST_RUN[0] = clock.started - began, False
         with clock.phase("data"):
             cfg = resolve_config(args)
             ds = load_data(cfg)
@@ -917,7 +914,7 @@ def run(args: argparse.Namespace) -> int:
                     write_run(out, cfg, net, ds, parts, run)
             except Interrupted as err:
                 return _interrupted(err.signum, out, cfg["epochs"])
-        total = time.time() - (process_start() or clock.started)
+        total = time.time() - began
         if args.quiet:
             print(out)
         else:
