@@ -3,7 +3,8 @@
 They take ``sklearn.neural_network``'s parameter names where the meaning is the same, and train
 through :func:`jmlp.fit` (the whole fit one compiled loop, stopping rules included, the
 hand-written backward pass by default; row counts padded to :mod:`jmlp.buckets` sizes, so the
-folds of a grid search share one training and one prediction program), so they work in ``Pipeline``, ``GridSearchCV`` and ``cross_val_score`` and pass
+folds of a grid search share one training and one prediction program), so they work in
+``Pipeline``, ``GridSearchCV`` and ``cross_val_score`` and pass
 scikit-learn's estimator checks (the list of checks left out is in ``tests/test_sklearn.py``)::
 
     from sklearn.pipeline import make_pipeline
