@@ -124,7 +124,9 @@ def job_times(job: str, jobs: int, repeats: int) -> dict[str, float]:
 
 
 def main(argv=None) -> dict:
-    args = parse_args(__doc__, "first_answer", argv, [(("--repeats",), {"type": int, "default": 3})])
+    args = parse_args(
+        __doc__, "first_answer", argv, [(("--repeats",), {"type": int, "default": 3})]
+    )
     repeats = 1 if args.quick else args.repeats
     here = os.path.dirname(os.path.abspath(__file__))
     results = {"jobs": {}}
