@@ -751,7 +751,7 @@ def _target_rows(net: MLP, t: np.ndarray) -> np.ndarray:
     if t.ndim == 2:
         return t
     integer = np.issubdtype(t.dtype, np.integer) and net.sizes[-1] > 1
-    return np.eye(net.sizes[-1])[t] if integer else t[:, None]
+    return data.one_hot(t, net.sizes[-1]) if integer else t[:, None]
 
 
 @partial(jax.jit, static_argnums=0)
