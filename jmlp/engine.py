@@ -48,7 +48,6 @@ from jmlp.metrics import validation_metrics, validation_names
 
 Array = jax.Array
 RUNNING, MAX_EPOCHS, TOL, PATIENCE, NON_FINITE, CALLBACK = range(6)  # Members.code
-STATS = {"traces": 0}  # chunk functions traced (compiled) so far; the tests read it
 
 
 class Plan(NamedTuple):
@@ -289,11 +288,9 @@ def pad_members(tree: Any, size: int) -> Any:
     return tree if size == jax.tree.leaves(tree)[0].shape[0] else jax.tree.map(pad, tree)
 
 
-def start(plan: Plan, size: int, many: bool, params, opt_state, hparams: dict) -> Members:
-    """The members at the start: ``params`` ``(N, ...)`` (``many``) or one network's, padded to
-    ``size`` (the padding inactive); ``opt_state`` given, or ``optimizer(h_m).init(params_m)``."""
-    if not many:
-        params, opt_state = jax.tree.map(lambda a: jnp.asarray(a)[None], (params, opt_state))
+def start(plan: Plan, size: int, params, opt_state, hparams: dict) -> Members:
+    """The members at the start: ``params`` ``(N, ...)`` padded to ``size`` (the padding
+    inactive); ``opt_state`` ``(N, ...)`` given, or ``optimizer(h_m).init(params_m)``."""
     n = jax.tree.leaves(params)[0].shape[0]
     params = pad_members(params, size)
     if opt_state is None:
@@ -307,13 +304,13 @@ def start(plan: Plan, size: int, many: bool, params, opt_state, hparams: dict) -
     return Members(params, opt_state, active, zeros, zeros, best_loss, zeros, zeros, best)
 
 
-def finish(plan: Plan, n: int, many: bool, members: Members) -> tuple:
-    """The params and optimizer state to return: the best epoch's (patience) where there is
-    one; the N members, or the one member of ``fit``."""
+def finish(plan: Plan, members: Members) -> tuple:
+    """The params and optimizer state ``(M, ...)`` to return: the best epoch's (patience on
+    val_loss) where there is one."""
     params, state = members.params, members.opt_state
     if members.best is not None:
         params, state = select(jnp.isfinite(members.best_loss), members.best, (params, state))
-    return jax.tree.map(lambda a: a[:n] if many else a[0], (params, state))
+    return params, state
 
 
 def _end_of_epoch(plan: Plan, members: Members, settings: Settings, epoch: Array, out) -> tuple:
@@ -357,7 +354,6 @@ def run_chunk(plan: Plan, members: Members, settings: Settings, data: Data, star
     """Up to ``count <= plan.chunk`` epochs from epoch ``start`` (0-based), stopping early when
     no member is active. Returns ``(members, history (chunk, K, M), epochs done)``; history rows
     past the epochs done, and entries of stopped members, are NaN."""
-    STATS["traces"] += 1
     n_rows = 1 + (plan.mode == "skip") + len(data.sets) * len(validation_names(plan.net))
     history = jnp.full((plan.chunk, n_rows, members.active.shape[0]), jnp.nan, data.x.dtype)
 

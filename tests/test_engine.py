@@ -7,14 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import TOL
+from conftest import TOL, compiled
 from test_ensemble import ADAM, CLS, F64, REG, N, data
 
 import jmlp
-from jmlp import engine
 from jmlp.backprop import backprop_many
 from jmlp.ensemble import member
-from jmlp.train import _key_period
+from jmlp.train.setup import key_period as _key_period
 
 X, Y = data()
 VAL = data(9, seed=3)
@@ -40,9 +39,10 @@ def assert_bitwise(a, b):
 
 
 def traces(fn) -> int:
-    before = engine.STATS["traces"]
-    fn()
-    return engine.STATS["traces"] - before
+    """Training loops compiled while ``fn()`` runs."""
+    with compiled() as names:
+        fn()
+    return names.count("jit(run_chunk)")
 
 
 # --- the ensemble layout of the delta rule ------------------------------------------------------

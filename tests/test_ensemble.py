@@ -101,6 +101,18 @@ def test_full_batch_needs_no_key_float32_stays_float32_and_state_is_stacked():
         np.testing.assert_allclose(result.history["loss"][m], ref.history["loss"], **TOL["float32"])
 
 
+def test_fit_many_takes_fits_argument_order_or_params_by_keyword():
+    x, y = data(10)
+    params = stacked(CLS, 2)
+    in_order = fit_many(CLS, params, ADAM, x, y, epochs=3)
+    by_keyword = fit_many(CLS, ADAM, x, y, params=params, epochs=3)
+    assert_trees(in_order.params, by_keyword.params, rtol=0, atol=0)
+    with pytest.raises(TypeError, match=r"fit_many: expected \(net, params, optimizer, x, y\)"):
+        fit_many(CLS, params, ADAM, x, y, params=params)
+    with pytest.raises(TypeError, match="fit_many: expected"):
+        fit_many(CLS, ADAM, x, y)
+
+
 # --- building and using an ensemble ----------------------------------------------------------
 
 

@@ -10,12 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import compiled
 from sklearn.datasets import make_classification
 from sklearn.metrics import r2_score as sk_r2_score
 from sklearn.model_selection import train_test_split
 
 import jmlp
-from jmlp import engine
 from jmlp.train import NonFiniteLossError, fit
 
 F64 = {"rtol": 1e-12, "atol": 1e-14}  # two float64 computations of the same sums, reordered
@@ -253,10 +253,10 @@ def test_same_key_same_params_different_key_different():
 
 
 def traces(fn) -> int:
-    """Chunk functions traced (compiled) while ``fn()`` runs."""
-    before = engine.STATS["traces"]
-    fn()
-    return engine.STATS["traces"] - before
+    """Training loops compiled while ``fn()`` runs."""
+    with compiled() as names:
+        fn()
+    return names.count("jit(run_chunk)")
 
 
 def test_second_fit_with_same_shapes_does_not_recompile():
@@ -309,7 +309,7 @@ def seed_keys(seeds):
     ("seeds", "period"), [((0, 1, 2, 0, 1, 2), 3), ((0, 1, 2, 3), 4), ((5, 5, 5), 1), ((7,), 1)]
 )
 def test_key_period_of_keys_from_seeds(seeds, period):
-    from jmlp.train import _key_period  # the engine's helper: members keys[m % period] share
+    from jmlp.train.setup import key_period as _key_period  # members keys[m % period] share
 
     assert _key_period(seed_keys(seeds)) == period
 
@@ -473,10 +473,9 @@ def bad_input_cases():
 def test_bad_input_names_the_argument(overrides, error, message):
     args = {"net": CLS, "params": cls_params(), "optimizer": SGD, "x": X_OK}
     args |= {"y": Y_OK, "key": jax.random.key(0)} | overrides
-    before = engine.STATS["traces"]
-    with pytest.raises(error, match=message):
+    with compiled() as names, pytest.raises(error, match=message):
         fit(**args)
-    assert engine.STATS["traces"] == before  # rejected before compiling
+    assert "jit(run_chunk)" not in names  # rejected before compiling
 
 
 @pytest.mark.parametrize(

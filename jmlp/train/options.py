@@ -1,0 +1,73 @@
+"""The keyword arguments of ``fit`` / ``fit_many``, checked once into one frozen record."""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jmlp.arguments import check_choice, check_int
+from jmlp.forward import MLP
+
+GRADIENTS = ("backprop", "autodiff")
+NAN_POLICIES = ("stop", "skip")
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to train (the arguments of :func:`jmlp.fit`, which documents each); per-member values
+    (``l2``, ``tol``, ``patience``, ``min_delta``, ``hparams``) are checked against N later."""
+
+    epochs: int = 100
+    batch_size: int | None = None
+    key: Any = None
+    validation: tuple | None = None
+    evaluate: Mapping | None = None
+    l2: Any = 0.0
+    hparams: Mapping | None = None
+    gradient: str = "backprop"
+    tol: Any = None
+    patience: Any = None
+    min_delta: Any = 0.0
+    progress: bool = False
+    callback: Callable | None = None
+    checkpoint_path: str | Path | None = None
+    checkpoint_every: int | None = None
+    resume: bool = False
+    nan_policy: str = "stop"
+    mesh: Any = None
+    opt_state: Any = None
+    block_size: int | None = None
+    shuffle: bool = True
+
+    def __post_init__(self):
+        check_int("epochs", self.epochs, 1)
+        check_choice("gradient", self.gradient, GRADIENTS)
+        check_choice("nan_policy", self.nan_policy, NAN_POLICIES)
+        if not isinstance(self.shuffle, bool):
+            raise TypeError(f"shuffle: expected True or False, got {self.shuffle!r}")
+        if self.block_size is not None:
+            check_int("block_size", self.block_size, 1)
+        if self.callback is not None and not callable(self.callback):
+            raise TypeError(f"callback: expected a callable, got {type(self.callback).__name__}")
+        self._check_checkpoints()
+
+    def _check_checkpoints(self) -> None:
+        path, every = self.checkpoint_path, self.checkpoint_every
+        if every is not None:
+            check_int("checkpoint_every", every, 1)
+        if path is None and (every is not None or self.resume):
+            raise ValueError("checkpoint_path: needed by checkpoint_every / resume=True, got None")
+        if path is not None and not Path(path).parent.is_dir():
+            raise ValueError(f"checkpoint_path: directory {Path(path).parent} does not exist")
+
+    @property
+    def monitor(self) -> str | None:
+        """What ``patience`` watches: ``"val_loss"`` with validation, else ``"loss"``; None off."""
+        if self.patience is None:
+            return None
+        return "val_loss" if self.validation is not None else "loss"
+
+
+def check_net(net: Any) -> None:
+    if not isinstance(net, MLP):
+        raise TypeError(f"net: expected a jmlp.MLP, got {type(net).__name__}")

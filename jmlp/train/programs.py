@@ -1,0 +1,68 @@
+"""The jitted programs of training, built once per static plan and kept (no recompilation for
+equal work: a fresh but equal optimizer has the same plan, :mod:`jmlp.optimizer_spec`)."""
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jmlp import engine
+from jmlp.engine import Members, Plan
+
+_PROGRAMS: dict = {}  # (what, plan, ...) -> its jitted program
+
+
+def _cached(key: Any, build: Callable[[], Any]) -> Any:
+    """``_PROGRAMS[key]``, built on first use (the oldest entry dropped beyond 64)."""
+    if key not in _PROGRAMS:
+        if len(_PROGRAMS) >= 64:
+            _PROGRAMS.pop(next(iter(_PROGRAMS)))
+        _PROGRAMS[key] = build()
+    return _PROGRAMS[key]
+
+
+def stacked(tree: Any) -> Any:
+    """One network's leaves with a member axis of 1."""
+    return jax.tree.map(lambda a: jnp.asarray(a)[None], tree)
+
+
+def own(tree: Any, n: int, single: bool) -> Any:
+    """The user's view of the members' padded leaves: the N members, or the one network."""
+    return jax.tree.map(lambda a: a[0] if single else a[:n], tree)
+
+
+def starter(plan: Plan, size: int, single: bool) -> Callable:
+    """``(params, opt_state or None, hparams) -> Members``, one network's params (``single``)
+    given a member axis first."""
+
+    def start(params, opt_state, hparams):
+        if single:
+            params, opt_state = stacked((params, opt_state))
+        return engine.start(plan, size, params, opt_state, hparams)
+
+    return _cached(("start", plan, size, single), lambda: jax.jit(start))
+
+
+def finisher(plan: Plan, n: int, single: bool) -> Callable:
+    """``members -> (params, opt_state)`` to return, in the user's view."""
+    return _cached(
+        ("finish", plan, n, single),
+        lambda: jax.jit(lambda members: own(engine.finish(plan, members), n, single)),
+    )
+
+
+def chunk(plan: Plan) -> Callable:
+    """``(members, settings, data, start, count) -> (members, history, done)``."""
+    return _cached(("chunk", plan), lambda: jax.jit(partial(engine.run_chunk, plan)))
+
+
+def replay(plan: Plan) -> Callable:
+    """``(members, settings, data, epoch) -> (params, opt_state, first bad step)``."""
+    stop = plan._replace(mode="stop")
+    return _cached(("replay", plan), lambda: jax.jit(partial(engine.replay_epoch, stop)))
+
+
+# a fresh copy of the user's view as one compiled program (the callback may keep it)
+own_copy: Callable[[Members, int, bool], Any] = jax.jit(own, static_argnums=(1, 2))

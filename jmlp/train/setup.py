@@ -1,0 +1,223 @@
+"""The setup of a run: checked arrays, the blocks of members, the plan, the per-member settings
+and everything placed on its devices."""
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jmlp import buckets, engine, parallel
+from jmlp.arguments import (
+    check_int,
+    check_key,
+    check_mesh,
+    evaluation_sets,
+    hparams_per_member,
+    per_member,
+    training_arrays,
+)
+from jmlp.engine import Data, Members, Plan, Settings
+from jmlp.forward import MLP
+from jmlp.optimizer_spec import optimizer_spec
+from jmlp.train import programs
+from jmlp.train.options import Options
+
+HISTORY_FLOATS = 2**20  # the history buffer of one compiled call: at most 4 MB of float32
+
+
+class Run(NamedTuple):
+    """Everything one call of ``fit`` / ``fit_many`` trains with."""
+
+    plan: Plan
+    members: Members  # padded to M = blocks * G members
+    settings: Settings
+    data: Data
+    names: list[str]  # history rows, in the engine's order
+    n: int  # real members (N); the rest are inactive padding
+    single: bool  # one network as fit sees it: params without a member axis
+    opts: Options
+    mesh: Any  # the devices the run is placed on, or None
+
+
+class Blocks(NamedTuple):
+    """How N members are laid out: ``count`` blocks of ``size`` (``M = count * size``);
+    ``shared``: a block's members share their mini-batches; ``period``: key[m] == key[m % p]."""
+
+    count: int
+    size: int
+    shared: bool
+    period: int
+
+    @property
+    def members(self) -> int:
+        return self.count * self.size
+
+
+def block_size(net: MLP, batch: int, n: int, given: int | None, columns: bool, devices: int) -> int:
+    """Members trained together: on a CPU as many as keep a block's widest activations per
+    device near 320k floats, 1.28M in the ensemble layout (``columns``); elsewhere all."""
+    if given is not None:
+        return min(given, n)
+    if jax.default_backend() != "cpu":
+        return n
+    budget = (1_280_000 if columns else 320_000) * devices
+    widest = batch * max(net.sizes[1:])
+    return min(n, 2 ** max(0, int(math.log2(max(1, budget // widest)))))
+
+
+def key_period(keys: jax.Array) -> int:
+    """``p``, the number of distinct keys, if ``keys[m] == keys[m % p]`` for every member m (as
+    ``jmlp.grid(..., seed=...).keys()`` gives: the seed axis last); else N."""
+    if not getattr(keys, "is_fully_addressable", True):
+        return len(keys)
+    data = np.asarray(jax.random.key_data(keys)).reshape(len(keys), -1)
+    p = len(np.unique(data, axis=0))
+    return p if np.array_equal(data[p:], data[: len(data) - p]) else len(data)
+
+
+def layout(net: MLP, gradient: str, members: int, shared: bool) -> str:
+    """ "single" for one network; "columns" (the ensemble pass) for networks sharing their
+    batches with the hand-written gradient; else "rows"."""
+    if members == 1:
+        return "single"
+    return "columns" if shared and gradient == "backprop" else "rows"
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def blocks(net: MLP, opts: Options, n: int, batch: int, period: int, devices: int) -> Blocks:
+    """Members sharing a key (``key[m % period]``) train in blocks of their own; each block's
+    size a multiple of the number of ``devices`` the members are split over."""
+    shared = period == 1 or period < n
+    groups = period if shared else 1  # the blocks come in multiples of this
+    columns = layout(net, opts.gradient, n, shared) == "columns"
+    g = block_size(net, batch, n, opts.block_size, columns, devices)
+    count = groups * ceil_div(ceil_div(n, groups), g)
+    size = ceil_div(ceil_div(n, count), devices) * devices
+    return Blocks(count, size, shared, period)
+
+
+def chunk_size(rows: int, members: int) -> int:
+    """Epochs per compiled call: a power of two in [8, 256] whose history fits HISTORY_FLOATS."""
+    fits = HISTORY_FLOATS // (rows * members)
+    return min(256, max(8, 2 ** int(math.log2(max(fits, 1)))))
+
+
+def pad_host(a: np.ndarray, size: int) -> np.ndarray:
+    """``(N,)`` padded to ``(size,)`` by repeating member 0 (numpy, on the host)."""
+    return np.concatenate([a, np.repeat(a[:1], size - len(a))])
+
+
+def settings(opts: Options, hparams: dict, n: int, dtype, keys: Any, size: int) -> Settings:
+    """The per-member data ``(M,)``: hyper-parameters, l2, tol (-inf: off), patience, min_delta."""
+    tol = -np.inf if opts.tol is None else per_member("tol", opts.tol, n, dtype)
+    patience = np.iinfo(np.int32).max if opts.patience is None else opts.patience
+    patience = per_member("patience", patience, n, jnp.int32, integer=True)
+    if not np.all(np.asarray(patience) >= 1):
+        raise ValueError(f"patience: expected ints >= 1, got {opts.patience!r:.60}")
+    min_delta = per_member("min_delta", opts.min_delta, n, dtype)
+
+    def pad(a):
+        return pad_host(np.broadcast_to(np.asarray(a), (n,)), size)
+
+    return Settings(
+        hparams={k: pad(v) for k, v in hparams.items()},
+        l2=pad(per_member("l2", opts.l2, n, dtype)),
+        tol=pad(np.asarray(tol, dtype)),
+        patience=pad(patience),
+        min_delta=pad(min_delta),
+        keys=keys,
+    )
+
+
+def engine_keys(key: Any, kind: str, plan: Plan, period: int, size: int) -> Any:
+    """One key per block (``plan.shared_order``: block b's members share the one key, or
+    ``key[b % period]``), or one per member padded to ``size``."""
+    if not plan.shared_order:
+        return engine.pad_members(key, size)
+    if kind == "one":
+        return jnp.broadcast_to(key, (plan.blocks,) + jnp.shape(key))  # typed or raw
+    return key[np.arange(plan.blocks) % period]
+
+
+def padded(data: Data, bucketed: bool) -> Data:
+    """Every set's rows padded with zeros to its :func:`jmlp.buckets.bucket` size (``bucketed``;
+    else as they are), the real counts ``n`` as int32 data: new lengths of one bucket share the
+    compiled program."""
+
+    def pad(x, t, n):
+        if bucketed:
+            x, t = (jax.device_put(buckets.pad_rows(a, buckets.bucket(n))) for a in (x, t))
+        return x, t, np.int32(n)
+
+    x, t, n = pad(data.x, data.t, data.n)
+    return Data(x, t, n, tuple(pad(x_s, t_s, len(x_s)) for x_s, t_s in data.sets))
+
+
+def member_sharding(plan: Plan, mesh) -> Any:
+    """Members split over the devices (fit_many), or replicated (fit, whose batch is split)."""
+    split = plan.member_mesh is not None
+    return parallel.member_sharding(mesh) if split else parallel.replicated(mesh)
+
+
+def on_mesh(plan: Plan, mesh, members: Members, settings: Settings) -> tuple:
+    """Members and settings placed on the mesh's devices (the blocks' keys replicated)."""
+    each = member_sharding(plan, mesh)
+    keys = parallel.place(settings.keys, parallel.replicated(mesh) if plan.shared_order else each)
+    settings = parallel.place(settings._replace(keys=None), each)._replace(keys=keys)
+    return parallel.place(members, each), settings
+
+
+def member_shapes(params: Any, single: bool) -> Any:
+    """One member's params (shapes and dtypes are enough: nothing is compiled to slice them)."""
+    if single:
+        return params
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), params)
+
+
+def prepare(net: MLP, optimizer, x, y, params, opts: Options, n: int, single: bool) -> Run:
+    """Check the data and settings and build the plan, members, settings and data of a run of
+    ``n`` members (``single``: fit's one network, ``params`` without a member axis)."""
+    first = member_shapes(params, single)
+    x, t = training_arrays(net, first, x, y, ("x", "y"))
+    names, sets = evaluation_sets(net, first, opts.validation, opts.evaluate)
+    rows = x.shape[0]
+    if opts.batch_size is not None:
+        check_int("batch_size", opts.batch_size, 1, rows)
+    batch = None if opts.batch_size in (None, rows) else opts.batch_size
+    ordered = batch is None or not opts.shuffle  # the data in order, whatever the keys
+    kind = check_key(opts.key, n, ordered, not single)
+    mesh = check_mesh(opts.mesh, batch or rows if single else None)
+    hparams = hparams_per_member(opts.hparams, n, x.dtype)
+    spec = optimizer_spec(optimizer, hparams, first)
+    period = key_period(opts.key) if kind == "each" and not ordered else 1
+    devices = mesh.size if mesh is not None and not single else 1
+    layout_of = blocks(net, opts, n, batch or rows, period, devices)
+    names = ["loss"] + (["skipped"] if opts.nan_policy == "skip" else []) + names
+    plan = Plan(
+        net=net,
+        optimizer=spec,
+        gradient=opts.gradient,
+        layout=layout(net, opts.gradient, layout_of.size, layout_of.shared),
+        batch=batch,
+        shared_order=layout_of.shared,
+        mode="skip" if opts.nan_policy == "skip" else "fast",
+        monitor=opts.monitor,
+        blocks=layout_of.count,
+        chunk=chunk_size(len(names), layout_of.members),
+        split=parallel.batch_sharding(mesh) if single and mesh is not None else None,
+        member_mesh=mesh if not single else None,
+    )
+    size = layout_of.members
+    keys = None if ordered else engine_keys(opts.key, kind, plan, period, size)
+    run_settings = settings(opts, hparams, n, x.dtype, keys, size)
+    members = programs.starter(plan, size, single)(params, opts.opt_state, run_settings.hparams)
+    data = padded(Data(x, t, rows, sets), mesh is None)
+    if mesh is not None:
+        data = parallel.place(data, parallel.replicated(mesh), keep_global=True)
+        members, run_settings = on_mesh(plan, mesh, members, run_settings)
+    return Run(plan, members, run_settings, data, names, n, single, opts, mesh)
