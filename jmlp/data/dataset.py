@@ -1,5 +1,6 @@
-"""The :class:`Dataset` record, and arrays -> Dataset: the task inferred, class labels coded,
-the split, the cast and the standardization, with the checks that name a bad column or row.
+"""The :class:`Dataset` record, and arrays -> Dataset: the task inferred and class labels coded
+(:func:`encode_target`), then the split, the cast and the standardization (:func:`make_dataset`),
+with the checks that name a bad column or row.
 
 Features ``x`` come back as ``(n, n_in)`` floats (float32 unless ``dtype`` says otherwise); class
 labels as ``(n,)`` int32 codes ``0..k-1``; regression targets as ``(n, n_out)`` floats.
@@ -57,7 +58,7 @@ def _few_whole_values(y: np.ndarray) -> bool:
     return bool(whole) and len(np.unique(y)) <= _MAX_CLASSES
 
 
-def _encode_target(
+def encode_target(
     y: np.ndarray, task: str | None, where: str, at: Callable[[int], str] = "row {}".format
 ) -> tuple[np.ndarray, str, Any]:
     """Targets -> (int32 codes or float targets, task, classes). Strings are always classes.
@@ -184,24 +185,5 @@ def from_arrays(
     _check_finite("x", x)
     if np.issubdtype(y.dtype, np.number):
         _check_finite("y", y.reshape(len(y), -1))
-    return infer_dataset(x, y, task, name, test_size, seed, standardize, dtype)
-
-
-def infer_dataset(
-    x: np.ndarray,
-    y: np.ndarray,
-    task: str | None,
-    name: str,
-    test_size: float,
-    seed: int,
-    scale: bool,
-    dtype: DTypeLike,
-    columns: tuple | None = None,
-    where: str = "y",
-    at: Callable[[int], str] = "row {}".format,
-) -> Dataset:
-    """Checked ``x``, ``y`` -> Dataset, the task inferred when None and class labels coded
-    ``0..k-1`` (:func:`_encode_target`); errors name the feature ``columns``, the targets
-    (``where``) and their rows (``at(i)``)."""
-    y, task, classes = _encode_target(y, task, where, at)
-    return make_dataset(x, y, task, classes, name, test_size, seed, scale, dtype, columns)
+    y, task, classes = encode_target(y, task, "y")
+    return make_dataset(x, y, task, classes, name, test_size, seed, standardize, dtype)

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import DTypeLike
 
-from jmlp.data.dataset import Dataset, from_arrays, infer_dataset
+from jmlp.data.dataset import Dataset, encode_target, from_arrays, make_dataset
 from jmlp.data.preprocessing import Preprocessing
 
 
@@ -300,18 +300,10 @@ def load_table(
             dtype=dtype,
         )
     table = _parse_csv(path, target, delimiter)
-    ds = infer_dataset(
-        table.x,
-        table.y,
-        task,
-        name,
-        test_size,
-        seed,
-        standardize,
-        dtype,
-        columns=table.features,
-        where=f"{path!r}: target column {table.column}",
-        at=lambda i: f"line {table.lines[i]}",
+    where = f"{path!r}: target column {table.column}"
+    y, task, classes = encode_target(table.y, task, where, lambda i: f"line {table.lines[i]}")
+    ds = make_dataset(
+        table.x, y, task, classes, name, test_size, seed, standardize, dtype, table.features
     )
     prep = ds.preprocessing._replace(features=table.features, target=table.target)
     return ds._replace(preprocessing=prep)
