@@ -233,6 +233,7 @@ def write_results(
 
 
 def _write_png(path: Path, fig) -> None:
+    """Write the matplotlib figure ``fig`` to ``path`` as a PNG, atomically, and close it."""
     png = figures.png_bytes(fig)
     atomic_write(path, lambda f: f.write(png))
 
@@ -393,6 +394,9 @@ def load_run(folder: str | os.PathLike) -> Run:
     net = net_from_dict(ck.metadata["net"])
     check_params(net, ck.params)
     return Run(net, ck.params, Preprocessing.from_dict(ck.metadata["preprocessing"]))
+
+
+# ----------------------------------------------------------------------------- answers on raw data
 
 
 @partial(jax.jit, static_argnums=0)
