@@ -14,6 +14,11 @@ process killed at any point leaves each file whole: the old version or the new. 
 the source of truth for the epochs done; ``metrics.csv`` may run ahead of it after a kill, never
 behind, and is rewritten from it on resume. The temporary files a killed write leaves behind are
 removed by the next run in the folder, which holds a lock on it (:func:`locked`).
+
+This module is the one place that knows the folder's file names and formats, both ways: what
+``jmlp train`` writes (:func:`write_start`, :func:`write_metrics`, :func:`write_results`, ...) and
+what it and ``jmlp predict`` read back (:func:`resume_state`, :func:`saved_config`,
+:func:`load_run`).
 """
 
 import contextlib
@@ -24,6 +29,7 @@ import io
 import itertools
 import json
 import os
+import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -32,7 +38,14 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from jmlp.checkpoint import TEMP_FILE, atomic_write, load_checkpoint, remove_temp_files
+from jmlp import figures
+from jmlp.checkpoint import (
+    TEMP_FILE,
+    atomic_write,
+    load_checkpoint,
+    remove_temp_files,
+    save_checkpoint,
+)
 from jmlp.data import Preprocessing
 from jmlp.forward import MLP, check_finite_rows, check_params, forward, non_finite_rows, param_dtype
 from jmlp.init import Params
@@ -69,16 +82,15 @@ def run_metadata(net: MLP, preprocessing: Preprocessing, **more: Any) -> dict[st
 
 # ----------------------------------------------------------------------------- the run folder
 
-RUN_FILES = (
-    "config.json",
-    "preprocessing.json",
-    "training.json",
-    "metrics.csv",
-    "checkpoint.npz",
-    "last.npz",
-    "loss.png",
-    "confusion.png",
-)
+CONFIG = "config.json"  # the resolved settings (jmlp train --config reads it back)
+PREPROCESSING = "preprocessing.json"  # Preprocessing.to_dict()
+TRAINING = "training.json"  # what --resume must find unchanged
+METRICS = "metrics.csv"  # one row per epoch
+MODEL = "checkpoint.npz"  # the trained model, self-contained (load_run)
+STATE = "last.npz"  # jmlp.fit's training state (--resume continues it)
+LOSS_FIGURE = "loss.png"
+CONFUSION_FIGURE = "confusion.png"
+RUN_FILES = (CONFIG, PREPROCESSING, TRAINING, METRICS, MODEL, STATE, LOSS_FIGURE, CONFUSION_FIGURE)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -101,6 +113,11 @@ def new_run_folder(parent: str | os.PathLike, stem: str) -> Path:
             path.mkdir()
             return path
     raise AssertionError("unreachable")
+
+
+def dated_run_folder(stem: str, parent: str | os.PathLike = "runs") -> Path:
+    """A new folder ``parent/<stem>-<date>-<time>`` (:func:`new_run_folder`)."""
+    return new_run_folder(parent, f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def _contents(folder: Path) -> list[str]:
@@ -146,10 +163,35 @@ def locked(folder: str | os.PathLike) -> Iterator[None]:
         os.close(fd)
 
 
-def write_metrics(
-    path: str | os.PathLike, history: dict[str, list[float]], seconds: list[float | None]
+# ----------------------------------------------------------------------------- writing a run
+
+
+def write_start(
+    folder: Path, config: dict[str, Any], preprocessing: Preprocessing, settings: dict[str, Any]
 ) -> None:
-    """metrics.csv, atomically: one row per epoch of ``history`` (``epoch, loss[, val_loss,
+    """What a run folder holds before training: preprocessing.json, training.json (``settings``)
+    and, last (it marks the folder as a run's), config.json."""
+    write_json(folder / PREPROCESSING, preprocessing.to_dict())
+    write_json(folder / TRAINING, settings)
+    write_json(folder / CONFIG, config)
+
+
+def write_resumed(folder: Path, config: dict[str, Any], settings: dict[str, Any]) -> None:
+    """A resumed run's config.json, and its training.json where that was missing."""
+    if not (folder / TRAINING).is_file():
+        write_json(folder / TRAINING, settings)
+    write_json(folder / CONFIG, config)
+
+
+def state_path(folder: str | os.PathLike) -> Path:
+    """Where ``jmlp.fit`` saves and finds the training state of the run (``checkpoint_path``)."""
+    return Path(folder) / STATE
+
+
+def write_metrics(
+    folder: str | os.PathLike, history: dict[str, list[float]], seconds: list[float | None]
+) -> None:
+    """The folder's metrics.csv, atomically: one row per epoch of ``history`` (``epoch, loss[, val_loss,
     ...], seconds``), ``seconds`` the training time at the end of each epoch (blank if unknown)."""
     names = list(history)
     out = io.StringIO(newline="")
@@ -160,10 +202,70 @@ def write_metrics(
         writer.writerow(
             [i + 1, *(repr(history[n][i]) for n in names), "" if t is None else f"{t:.4f}"]
         )
-    write_text(path, out.getvalue())
+    write_text(Path(folder) / METRICS, out.getvalue())
 
 
-def read_seconds(path: str | os.PathLike, epochs: int) -> tuple[list[float | None], int]:
+def write_results(
+    folder: Path,
+    net: MLP,
+    preprocessing: Preprocessing,
+    config: dict[str, Any],
+    result: Any,
+    key: jax.Array,
+    confusion: np.ndarray | None = None,
+) -> None:
+    """After training: checkpoint.npz (``result``'s params, optimizer state and epochs run, the
+    ``key``; as metadata the net spec, the preprocessing, the config and the history: a
+    self-contained run, :func:`load_run`), loss.png and, given the test set's ``confusion``
+    counts ``(k, k)``, confusion.png."""
+    save_checkpoint(
+        folder / MODEL,
+        params=result.params,
+        opt_state=result.opt_state,
+        epoch=result.epochs_run,
+        key=key,
+        metadata=run_metadata(net, preprocessing, config=config, history=result.history),
+    )
+    _write_png(folder / LOSS_FIGURE, figures.loss_figure(result.history))
+    if confusion is not None:
+        fig = figures.confusion_figure(confusion, preprocessing.classes)
+        _write_png(folder / CONFUSION_FIGURE, fig)
+
+
+def _write_png(path: Path, fig) -> None:
+    """Write the matplotlib figure ``fig`` to ``path`` as a PNG, atomically, and close it."""
+    png = figures.png_bytes(fig)
+    atomic_write(path, lambda f: f.write(png))
+
+
+# ----------------------------------------------------------------------------- reading a run
+
+
+def config_path(folder: str | os.PathLike) -> Path:
+    """The run's config.json (``jmlp train --config`` takes it)."""
+    return Path(folder) / CONFIG
+
+
+def read_config(path: str | os.PathLike) -> Any:
+    """The settings in a config.json file as JSON reads them (OSError, ValueError if it cannot)."""
+    return json.loads(Path(path).read_text())
+
+
+def saved_config(folder: str | os.PathLike) -> dict[str, Any]:
+    """The settings a run was trained with ({} if the folder has no config.json)."""
+    path = config_path(folder)
+    return read_config(path) if path.is_file() else {}
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON in ``path``, or ValueError naming the file."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path} is damaged ({err})") from None
+
+
+def _read_seconds(path: str | os.PathLike, epochs: int) -> tuple[list[float | None], int]:
     """The ``seconds`` of epochs ``1..epochs`` from metrics.csv, None where a row is missing or
     unreadable (a damaged file is read up to its first bad row), and how many rows were good."""
     seconds: list[float | None] = [None] * epochs
@@ -192,6 +294,12 @@ def data_digest(*arrays: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def training_record(settings: dict[str, Any], arrays: list[np.ndarray]) -> dict[str, Any]:
+    """training.json's content: ``settings`` as JSON reads them back, and ``"data_sha256"``, the
+    :func:`data_digest` of ``arrays``."""
+    return json.loads(json.dumps({**settings, "data_sha256": data_digest(*arrays)}))
+
+
 def check_same_training(saved: dict[str, Any], given: dict[str, Any], source: str) -> None:
     """ValueError naming the first setting whose ``given`` value differs from the ``saved`` one
     (both as JSON reads them), with ``source`` saying where the given values come from."""
@@ -210,6 +318,57 @@ def check_same_training(saved: dict[str, Any], given: dict[str, Any], source: st
                 f"{new!r}; resuming continues the same training: put {key} back to {old!r}, or "
                 f"start a new run with the new setting"
             )
+
+
+def resume_state(folder: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """What a resumed run starts from: ``epoch``, the epochs done (from last.npz, the training
+    state), and ``seconds``, theirs (from metrics.csv, None where unknown), after checking that
+    the settings are those the run was trained with (training.json) and the folder is whole.
+    ``notes`` say what was repaired. Leftover temporary files of killed writes are removed."""
+    remove_temp_files(folder)
+    notes = []
+    saved = _read_json(folder / TRAINING) if (folder / TRAINING).is_file() else None
+    if saved is None:
+        notes.append(f"{folder / TRAINING} was missing; recorded from {CONFIG}")
+    elif not isinstance(saved, dict):
+        raise ValueError(f"{folder / TRAINING} is damaged (not a JSON object); restore it")
+    else:
+        check_same_training(saved, settings, str(folder / CONFIG))
+    done = _epochs_done(folder)
+    seconds, good = _read_seconds(folder / METRICS, done)
+    if good < done:
+        notes.append(
+            f"{folder / METRICS} had {good} of the {done} epochs' rows; rewritten from "
+            f"{STATE} (the lost rows' seconds are left blank)"
+        )
+    return {"epoch": done, "seconds": seconds, "notes": notes}
+
+
+def _epochs_done(folder: Path) -> int:
+    """The epoch of the folder's training state; 0 if the run has none yet, an error naming the
+    fix if it is damaged or lost (metrics or a model without it)."""
+    last = state_path(folder)
+    again = f"jmlp train --config {folder / CONFIG} --out NEW_FOLDER"
+    if last.is_file():
+        try:
+            return load_checkpoint(last).epoch
+        except (ValueError, OSError) as err:
+            raise ValueError(
+                f"--resume: {last} is damaged, so the training cannot continue ({err}); start "
+                f"the run again: {again}"
+            ) from None
+    if _read_seconds(folder / METRICS, 1)[1] or (folder / MODEL).is_file():
+        raise FileNotFoundError(
+            f"--resume: {last} is missing, so the training state is lost (the folder's "
+            f"model, {MODEL}, still works with jmlp predict); train again: {again}"
+        )
+    return 0
+
+
+def epochs_saved(folder: str | os.PathLike) -> int:
+    """The epochs done in the folder's training state (0 if it has none)."""
+    last = state_path(folder)
+    return load_checkpoint(last).epoch if last.is_file() else 0
 
 
 def load_run(folder: str | os.PathLike) -> Run:
@@ -235,6 +394,9 @@ def load_run(folder: str | os.PathLike) -> Run:
     net = net_from_dict(ck.metadata["net"])
     check_params(net, ck.params)
     return Run(net, ck.params, Preprocessing.from_dict(ck.metadata["preprocessing"]))
+
+
+# ----------------------------------------------------------------------------- answers on raw data
 
 
 @partial(jax.jit, static_argnums=0)

@@ -376,7 +376,7 @@ MUTANTS = [
     ),
     Mutant(
         "draw: the saved mean added, not subtracted, before the network",
-        "jmlp/data.py",
+        "jmlp/data/preprocessing.py",
         "return (x - self.x_mean.astype(dtype)) / self.x_scale.astype(dtype)",
         "return (x + self.x_mean.astype(dtype)) / self.x_scale.astype(dtype)",
         (T + "test_draw.py::test_the_input_is_the_image_less_the_mean_over_the_std",),

@@ -353,7 +353,7 @@ def test_mse_on_one_hot_targets_document_000s_recipe(tmp_path, capsys):
 
 
 def test_figure_labels_and_the_accuracy_in_the_confusion_title():
-    from jmlp.cli.train import confusion_figure, loss_figure
+    from jmlp.figures import confusion_figure, loss_figure
 
     history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.6], "val_r2": [0.2, 0.7]}
     fig = loss_figure(history)
@@ -537,7 +537,7 @@ def test_the_time_line_says_where_the_time_went(tmp_path):
 
 
 def test_the_clock_takes_compilation_out_of_the_phase_it_happened_in():
-    from jmlp.cli.train import CACHE_EVENT, COMPILE_EVENTS, Clock
+    from jmlp.cli.clock import CACHE_EVENT, COMPILE_EVENTS, Clock
 
     clock = Clock(("data", "training"))
     with clock.phase("training"):

@@ -8,7 +8,6 @@ into the network's inputs and its outputs back into class names or values in the
 
 import argparse
 import csv
-import json
 import os
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 from jmlp import data
 from jmlp.arguments import check_finite_rows
 from jmlp.cli.options import delimiter
-from jmlp.runs import Run, load_run, predict_raw
+from jmlp.runs import Run, load_run, predict_raw, saved_config
 
 PREDICT_EPILOG = """examples:
   jmlp predict runs/iris-20250101-120000 new_flowers.csv              # CSV on stdout
@@ -51,11 +50,6 @@ def add_parser(sub) -> None:
         help="CSV cell separator (default: the training file's, else ',')",
     )
     p.set_defaults(run=run)
-
-
-def _training_config(folder: Path) -> dict:
-    path = folder / "config.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def prediction_rows(run: Run, answers: np.ndarray, proba: np.ndarray | None) -> list[list[str]]:
@@ -98,7 +92,7 @@ def _same_label(a, b) -> bool:
 def run(args: argparse.Namespace) -> int:
     """``jmlp predict``: read the run and the file, write the predictions."""
     run_ = load_run(args.run_folder)
-    cfg = _training_config(args.run_folder)
+    cfg = saved_config(args.run_folder)
     target = cfg.get("target")
     sep = args.delimiter or cfg.get("delimiter") or ("\t" if args.data.suffix == ".tsv" else ",")
     x, targets = data.read_features(

@@ -1,11 +1,10 @@
-"""The figures of a run folder: loss.png (the learning curves) and confusion.png (the test set)."""
+"""The figures of a training run, drawn with matplotlib: the learning curves and the test set's
+confusion matrix (where they are written: ``jmlp.runs``)."""
 
+import io
 import threading
-from pathlib import Path
 
 import numpy as np
-
-from jmlp.checkpoint import atomic_write
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
@@ -39,7 +38,8 @@ CURVE_LABELS = {
 
 
 def loss_figure(history: dict[str, list[float]]):
-    """loss.png: training (and validation) loss per epoch, log scale; validation score beside."""
+    """The learning curves: training (and validation) loss per epoch, log scale; the validation
+    score beside."""
     plt = _pyplot()
     extra = [k for k in history if k in ("val_accuracy", "val_r2")]
     fig, axes = plt.subplots(1, 1 + len(extra), figsize=(5 + 4 * len(extra), 3.6), squeeze=False)
@@ -56,7 +56,7 @@ def loss_figure(history: dict[str, list[float]]):
 
 
 def confusion_figure(counts: np.ndarray, classes: tuple | None):
-    """confusion.png: the test set's confusion matrix, counts written in, accuracy on top."""
+    """The test set's confusion matrix, counts written in, accuracy on top."""
     plt = _pyplot()
     k = len(counts)
     names = [str(c) for c in (classes or range(k))]
@@ -73,10 +73,12 @@ def confusion_figure(counts: np.ndarray, classes: tuple | None):
     return fig
 
 
-def save_figure(fig, path: Path) -> None:
-    """Write ``fig`` as a PNG to ``path`` atomically, and close it."""
+def png_bytes(fig) -> bytes:
+    """``fig`` as the bytes of a PNG file; the figure is closed."""
     fig.tight_layout()
+    out = io.BytesIO()
     try:
-        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+        fig.savefig(out, format="png", dpi=110)
     finally:
         _pyplot().close(fig)
+    return out.getvalue()
