@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
-from jmlp import data, optim
+from jmlp import data, optim, runs
 from jmlp.forward import MLP, forward, forward_cache, param_dtype
 from jmlp.init import Params, init_params
 from jmlp.metrics import accuracy
@@ -200,7 +200,7 @@ def load_run_model(folder: str | Path) -> DigitModel:
     split's mean and scale for digits; 0 and 255 for MNIST, whose IDX pixels are 0..255)."""
     folder = Path(folder)
     try:
-        name = str(json.loads((folder / "config.json").read_text()).get("data"))
+        name = str(runs.read_config(runs.config_path(folder)).get("data"))
     except (OSError, ValueError, AttributeError) as err:
         raise ValueError(f"run: {folder} is not a jmlp run folder ({err})") from None
     if name != "digits" and not name.startswith("mnist:"):
