@@ -10,6 +10,8 @@ are met across pairs); the slow mark runs every pair at every depth (-m slow, ~1
 cores). Eager, one test per pair (tests/test_backprop.py says why).
 """
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -352,3 +354,22 @@ def test_alignment_measures():
     flipped = [-p["W"] for p in params[1:]]
     np.testing.assert_allclose(jmlp.feedback_angles(params, flipped), 180, atol=1e-6)
     assert jmlp.feedback_angles(params[:1], []).shape == (0,)
+
+
+# ----------------------------------------------------------------------------- experiments
+
+
+@pytest.mark.slow
+def test_experiment_scripts_run(tmp_path):
+    """experiments/learning_rules.py and feedback_speed.py with --quick: every rule trains (the
+    angles of backprop are 0, of the others finite and in (0, 180)) and is timed."""
+    from test_experiments import run
+
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    rules = run("learning_rules", tmp_path / "rules", env=env)["results"]
+    assert set(rules) == set(RULES) and (tmp_path / "rules" / "angles.png").exists()
+    assert np.allclose(rules["backprop"]["angles"], 0, atol=1e-3)
+    hidden = np.asarray(rules["fa"]["angles"])[:, :, :-1]
+    assert np.all((hidden > 0) & (hidden < 180))
+    speed = run("feedback_speed", tmp_path / "speed", env=env)["rows"]
+    assert all(set(row["ratio_to_backprop"]) == set(RULES) for row in speed)
