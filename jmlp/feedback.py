@@ -88,7 +88,7 @@ def init_feedback(
     shapes = feedback_shapes(sizes, rule)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype: expected a floating dtype, got {dtype!r}")
-    if scale is not None and (isinstance(scale, bool) or not float(scale) > 0):
+    if scale is not None and not _positive(scale):
         raise ValueError(
             f"scale: expected a positive number (the bound a of U(-a, a)), got {scale!r}"
         )
@@ -187,6 +187,14 @@ def feedback_grads(
     t = as_targets(net, y, jnp.shape(x), xb.dtype)
     scale = example_scale(net, xb.shape[0], weights, xb.dtype)
     return rule_pass(net, rule, params, feedback or [], xb, t, scale, jnp.asarray(l2, xb.dtype))
+
+
+def _positive(value) -> bool:
+    """A real number > 0 (not a bool, a string or an array)."""
+    try:
+        return not isinstance(value, (bool, str)) and float(value) > 0
+    except (TypeError, ValueError):
+        return False
 
 
 def _check_rule(rule) -> None:

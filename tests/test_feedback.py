@@ -285,8 +285,9 @@ def test_init_feedback_refuses_bad_arguments():
     key = jax.random.key(0)
     with pytest.raises(ValueError, match="rule: unknown name 'FA'; known: \\['backprop'"):
         jmlp.init_feedback(key, (3, 4, 2), "FA")
-    with pytest.raises(ValueError, match="scale: expected a positive number"):
-        jmlp.init_feedback(key, (3, 4, 2), "fa", scale=0.0)
+    for scale in (0.0, -1, "0.1", True, [0.1, 0.2]):
+        with pytest.raises(ValueError, match="scale: expected a positive number"):
+            jmlp.init_feedback(key, (3, 4, 2), "fa", scale=scale)
     with pytest.raises(TypeError, match="dtype: expected a floating dtype"):
         jmlp.init_feedback(key, (3, 4, 2), "fa", dtype=jnp.int32)
     with pytest.raises(TypeError, match="key: expected one jax.random key"):
