@@ -32,6 +32,11 @@ from jmlp.ensemble import grid as grid
 from jmlp.ensemble import init_many as init_many
 from jmlp.ensemble import member as member
 from jmlp.ensemble import summarize as summarize
+from jmlp.feedback import alignment as alignment
+from jmlp.feedback import feedback_angles as feedback_angles
+from jmlp.feedback import feedback_grads as feedback_grads
+from jmlp.feedback import init_feedback as init_feedback
+from jmlp.feedback import update_angles as update_angles
 from jmlp.forward import MLP as MLP
 from jmlp.forward import forward as forward
 from jmlp.forward import forward_cache as forward_cache
