@@ -36,6 +36,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from jmlp import buckets
 from jmlp.backprop import delta_rule, member_pass, with_l2
+from jmlp.feedback import rule_gradient
 from jmlp.forward import (
     MLP,
     batch_major,
@@ -56,6 +57,7 @@ class Plan(NamedTuple):
     net: MLP
     optimizer: Any  # jmlp.optimizer_spec.OptimizerSpec: .make(hparams) -> GradientTransformation
     gradient: str  # "backprop" | "autodiff"
+    rule: str  # the rule carrying the error back: "backprop" or jmlp.feedback.RULES' others
     layout: str  # "single" | "columns" | "rows"
     batch: int | None  # mini-batch size; None: one full-batch step per epoch
     shared_order: bool  # one data order for the members of a block (the block's key, or none)
@@ -92,6 +94,7 @@ class Settings(NamedTuple):
     patience: Array
     min_delta: Array
     keys: Any
+    feedback: Any = ()  # the learning rule's fixed matrices, each (M, ...); () for none
 
 
 class Data(NamedTuple):
@@ -145,11 +148,14 @@ def step_rows(order: Array, n: Array, batch: int, step: Array) -> tuple[Array, A
 # ----------------------------------------------------------------------------- gradients
 
 
-def _one_gradient(net: MLP, gradient: str):
-    """``(params, x (B, n_0), t (B, n_L), s (B,), l2) -> (L, grads)`` for one network."""
+def _one_gradient(net: MLP, gradient: str, rule: str):
+    """``(params, feedback, x (B, n_0), t (B, n_L), s (B,), l2) -> (L, grads)`` of one network:
+    the delta rule, or a learning rule's updates (:mod:`jmlp.feedback`), or autodiff."""
+    if rule != "backprop":
+        return rule_gradient(net, rule)
     if gradient == "backprop":
 
-        def hand(params, x, t, scale, l2):
+        def hand(params, feedback, x, t, scale, l2):
             value, grads, _ = delta_rule(net, params, x, t, scale, batch_major(net))
             return with_l2(value, grads, params, l2)
 
@@ -159,26 +165,27 @@ def _one_gradient(net: MLP, gradient: str):
         losses = per_example_loss(net, forward_cache(net, params, x), t)
         return jnp.sum(scale * losses) + l2_penalty(params, l2)
 
-    return jax.value_and_grad(loss)
+    return lambda params, feedback, *batch: jax.value_and_grad(loss)(params, *batch)
 
 
 def block_gradient(plan: Plan):
-    """``(params (G, ...), x, t, scale (B,), l2 (G,)) -> (L (G,), grads (G, ...))``; ``x`` and
-    ``t`` shared ``(B, n)`` or, with one data order per member, ``(G, B, n)``."""
+    """``(params (G, ...), feedback (G, ...), x, t, scale (B,), l2 (G,)) -> (L (G,), grads (G,
+    ...))``; ``x`` and ``t`` shared ``(B, n)`` or, with one data order per member, ``(G, B, n)``."""
     if plan.layout == "columns":
-        return partial(member_pass, plan.net)
-    one = _one_gradient(plan.net, plan.gradient)
+        return lambda params, feedback, *batch: member_pass(plan.net, params, *batch)
+    one = _one_gradient(plan.net, plan.gradient, plan.rule)
     if plan.layout == "single":
 
-        def single(params, x, t, scale, l2):
+        def single(params, feedback, x, t, scale, l2):
             if not plan.shared_order:  # this member's own rows (1, B, n)
                 x, t = x[0], t[0]
-            value, grads = one(jax.tree.map(lambda a: a[0], params), x, t, scale, l2[0])
+            first = jax.tree.map(lambda a: a[0], (params, feedback))
+            value, grads = one(*first, x, t, scale, l2[0])
             return jax.tree.map(lambda a: a[None], (value, grads))
 
         return single
     data_axis = None if plan.shared_order else 0
-    return jax.vmap(one, in_axes=(0, data_axis, data_axis, None, 0))
+    return jax.vmap(one, in_axes=(0, 0, data_axis, data_axis, None, 0))
 
 
 # ----------------------------------------------------------------------------- one epoch
@@ -204,11 +211,11 @@ def _epoch_orders(plan: Plan, data: Data, keys: Any, epoch: Array) -> Array:
 def block_epoch(plan: Plan, data: Data, epoch: Array, block: tuple, block_key) -> tuple:
     """One epoch of one block of G members: ``ceil(n / B)`` steps (one full-batch step).
 
-    ``block = (params, opt_state, hparams, l2, keys)`` (leading axis G; ``keys`` None when the
+    ``block = (params, opt_state, hparams, l2, feedback, keys)`` (leading axis G; ``keys`` None when the
     members share ``block_key``'s data order). Returns the new
     ``(params, opt_state)`` and per member: the epoch loss, steps not ok (non-finite, or
     skipped), the first step not ok (-1 if none) and whether the epoch ended finite."""
-    params, state, hparams, l2, keys = block
+    params, state, hparams, l2, feedback, keys = block
     keys = block_key if plan.shared_order else keys
     gradient = block_gradient(plan)
     update = jax.vmap(lambda h, g, s, p: plan.optimizer.make(h).update(g, s, p))
@@ -223,7 +230,7 @@ def block_epoch(plan: Plan, data: Data, epoch: Array, block: tuple, block_key) -
             idx, weights = step_rows(order, data.n, plan.batch, s)
             weights = weights.astype(dtype)  # idx (B,) shared, or (G, B) per member
         x, t, scale = _step_batch(plan, data, idx, weights)
-        values, grads = gradient(p, x, t, scale, l2)
+        values, grads = gradient(p, feedback, x, t, scale, l2)
         updates, new_st = update(hparams, grads, st, p)
         new_p = optax.apply_updates(p, updates)
         if plan.mode == "fast":
@@ -256,7 +263,8 @@ def block_epoch(plan: Plan, data: Data, epoch: Array, block: tuple, block_key) -
 def blocks_epoch(plan: Plan, members: Members, settings: Settings, data: Data, epoch: Array):
     """:func:`block_epoch` for every block in turn (``lax.map``), results merged to ``(M, ...)``."""
     block_keys, member_keys = (settings.keys, None) if plan.shared_order else (None, settings.keys)
-    block = (members.params, members.opt_state, settings.hparams, settings.l2, member_keys)
+    block = (members.params, members.opt_state, settings.hparams, settings.l2, settings.feedback,
+             member_keys)  # fmt: skip
     run = partial(block_epoch, plan, data, epoch)
     if plan.blocks == 1:
         return run(_split_members(plan, block, 0), jax.tree.map(lambda k: k[0], block_keys))

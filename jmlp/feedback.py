@@ -183,7 +183,7 @@ def feedback_grads(
     """
     _check_rule(rule)
     xb = as_inputs(net, params, x)
-    _check_feedback(net, rule, feedback, param_dtype(params))
+    check_feedback(net, rule, feedback, param_dtype(params))
     t = as_targets(net, y, jnp.shape(x), xb.dtype)
     scale = example_scale(net, xb.shape[0], weights, xb.dtype)
     return rule_pass(net, rule, params, feedback or [], xb, t, scale, jnp.asarray(l2, xb.dtype))
@@ -202,7 +202,7 @@ def _check_rule(rule) -> None:
         raise ValueError(unknown_name("rule", rule, RULES))
 
 
-def _check_feedback(net: MLP, rule: str, feedback, dtype) -> None:
+def check_feedback(net: MLP, rule: str, feedback, dtype) -> None:
     """ValueError / TypeError unless ``feedback`` holds the rule's matrices, shaped and typed."""
     shapes = feedback_shapes(net.sizes, rule)
     if not shapes:

@@ -72,6 +72,8 @@ def fit(
     l2: float = 0.0,
     hparams: Mapping[str, float] | None = None,
     gradient: str = "backprop",
+    rule: str = "backprop",
+    feedback: list | None = None,
     tol: float | None = None,
     patience: int | None = None,
     min_delta: float = 0.0,
@@ -105,6 +107,10 @@ def fit(
     - ``l2``: coupled L2 coefficient, ``L + l2/2 sum ||W||^2`` (weights only).
     - ``hparams``: ``{name: number}`` handed to an optimizer function.
     - ``gradient``: ``"backprop"`` (hand-written) or ``"autodiff"`` (``jax.value_and_grad``).
+    - ``rule``: the learning rule carrying the error back (:mod:`jmlp.feedback`): ``"backprop"``,
+      feedback alignment ``"fa"``, direct feedback alignment ``"dfa"`` or sign symmetry
+      ``"sign"``; ``feedback``: fa's and dfa's fixed matrices (:func:`jmlp.init_feedback`), given
+      again to resume.
     - ``tol``: stop once the epoch's training loss is ``<= tol`` (document 001's ``E <= 1e-6``).
     - ``patience``: early stopping: stop after this many epochs in a row without improvement of
       ``val_loss`` (with ``validation``; the params and optimizer state returned are then those
@@ -209,6 +215,8 @@ def fit_many(
     l2=0.0,
     hparams: Mapping[str, Any] | None = None,
     gradient: str = "backprop",
+    rule: str = "backprop",
+    feedback: list | None = None,
     tol=None,
     patience=None,
     min_delta=0.0,
@@ -243,6 +251,7 @@ def fit_many(
       full batch. Keys that repeat with a period (``key[m] == key[m % p]``, as
       ``jmlp.grid(..., seed=...).keys()`` gives with the seed axis last) let the members that
       share a key train in blocks of their own, on shared mini-batches.
+    - ``feedback``: one set of the rule's matrices shared by all, or a stack (leading axis N).
     - ``hparams``: dict name -> number or array ``(N,)``; ``l2``, ``tol``, ``patience``,
       ``min_delta``: a number or an array ``(N,)``.
     - ``nan_policy``: ``"stop"``: a member whose epoch turns non-finite stops with the params

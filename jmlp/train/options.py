@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from jmlp.arguments import check_choice, check_int
+from jmlp.feedback import RULES
 from jmlp.forward import MLP
 
 GRADIENTS = ("backprop", "autodiff")
@@ -25,6 +26,8 @@ class Options:
     l2: Any = 0.0
     hparams: Mapping | None = None
     gradient: str = "backprop"
+    rule: str = "backprop"
+    feedback: Any = None
     tol: Any = None
     patience: Any = None
     min_delta: Any = 0.0
@@ -43,6 +46,10 @@ class Options:
         check_int("epochs", self.epochs, 1)
         check_choice("gradient", self.gradient, GRADIENTS)
         check_choice("nan_policy", self.nan_policy, NAN_POLICIES)
+        check_choice("rule", self.rule, RULES)
+        if self.rule != "backprop" and self.gradient != "backprop":
+            raise ValueError(f"gradient: rule {self.rule!r} runs its own backward pass; give "
+                             f"gradient='backprop', got {self.gradient!r}")  # fmt: skip
         if not isinstance(self.shuffle, bool):
             raise TypeError(f"shuffle: expected True or False, got {self.shuffle!r}")
         if self.block_size is not None:

@@ -19,6 +19,7 @@ from jmlp.arguments import (
     training_arrays,
 )
 from jmlp.engine import Data, Members, Plan, Settings
+from jmlp.feedback import check_feedback, feedback_shapes
 from jmlp.forward import MLP
 from jmlp.optimizer_spec import optimizer_spec
 from jmlp.train import programs
@@ -77,12 +78,13 @@ def key_period(keys: jax.Array) -> int:
     return p if np.array_equal(data[p:], data[: len(data) - p]) else len(data)
 
 
-def layout(net: MLP, gradient: str, members: int, shared: bool) -> str:
+def layout(opts: Options, members: int, shared: bool) -> str:
     """ "single" for one network; "columns" (the ensemble pass) for networks sharing their
-    batches with the hand-written gradient; else "rows"."""
+    batches with backprop's hand-written gradient; else "rows"."""
     if members == 1:
         return "single"
-    return "columns" if shared and gradient == "backprop" else "rows"
+    hand = opts.gradient == "backprop" and opts.rule == "backprop"
+    return "columns" if shared and hand else "rows"
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -94,7 +96,7 @@ def blocks(net: MLP, opts: Options, n: int, batch: int, period: int, devices: in
     size a multiple of the number of ``devices`` the members are split over."""
     shared = period == 1 or period < n
     groups = period if shared else 1  # the blocks come in multiples of this
-    columns = layout(net, opts.gradient, n, shared) == "columns"
+    columns = layout(opts, n, shared) == "columns"
     g = block_size(net, batch, n, opts.block_size, columns, devices)
     count = groups * ceil_div(ceil_div(n, groups), g)
     size = ceil_div(ceil_div(n, count), devices) * devices
@@ -172,6 +174,26 @@ def on_mesh(plan: Plan, mesh, members: Members, settings: Settings) -> tuple:
     return parallel.place(members, each), settings
 
 
+def member_feedback(net: MLP, opts: Options, n: int, single: bool, dtype, size: int) -> Any:
+    """The learning rule's matrices ``(M, ...)``: fit's one set, or fit_many's shared set or
+    stack of N (:func:`jmlp.init_feedback`); ``()`` for backprop and sign symmetry."""
+    given = opts.feedback
+    stacked = not single and given is not None and all(jnp.ndim(b) == 3 for b in given)
+    shapes = (
+        [jax.ShapeDtypeStruct(jnp.shape(b)[1:], jnp.result_type(b)) for b in given]
+        if stacked
+        else given
+    )
+    check_feedback(net, opts.rule, shapes, dtype)
+    if not feedback_shapes(net.sizes, opts.rule):
+        return ()
+    if stacked and {jnp.shape(b)[0] for b in given} != {n}:
+        raise ValueError(f"feedback: expected one set of matrices or a stack of {n} (leading axis "
+                         f"{n}), got leading axes {sorted({jnp.shape(b)[0] for b in given})}")  # fmt: skip
+    members = given if stacked else [jnp.broadcast_to(b, (n,) + jnp.shape(b)) for b in given]
+    return engine.pad_members([jax.device_put(b) for b in members], size)
+
+
 def member_shapes(params: Any, single: bool) -> Any:
     """One member's params (shapes and dtypes are enough: nothing is compiled to slice them)."""
     if single:
@@ -202,7 +224,8 @@ def prepare(net: MLP, optimizer, x, y, params, opts: Options, n: int, single: bo
         net=net,
         optimizer=spec,
         gradient=opts.gradient,
-        layout=layout(net, opts.gradient, layout_of.size, layout_of.shared),
+        rule=opts.rule,
+        layout=layout(opts, layout_of.size, layout_of.shared),
         batch=batch,
         shared_order=layout_of.shared,
         mode="skip" if opts.nan_policy == "skip" else "fast",
@@ -215,6 +238,9 @@ def prepare(net: MLP, optimizer, x, y, params, opts: Options, n: int, single: bo
     size = layout_of.members
     keys = None if ordered else engine_keys(opts.key, kind, plan, period, size)
     run_settings = settings(opts, hparams, n, x.dtype, keys, size)
+    run_settings = run_settings._replace(
+        feedback=member_feedback(net, opts, n, single, x.dtype, size)
+    )
     members = programs.starter(plan, size, single)(params, opts.opt_state, run_settings.hparams)
     data = padded(Data(x, t, rows, sets), mesh is None)
     if mesh is not None:

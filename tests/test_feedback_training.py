@@ -1,0 +1,86 @@
+"""The learning rules in the training engine: jmlp.fit(rule=..., feedback=...) against a plain loop
+of jmlp.feedback_grads steps, fit_many members against fit, and the rule's argument checks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jmlp
+
+NET = jmlp.MLP((3, 5, 4, 3), "tanh", "softmax", "cross_entropy")
+F64 = {"rtol": 1e-12, "atol": 1e-14}  # the same float64 sums, in another order
+ADAM = optax.adam(0.05)
+KEY = jax.random.key(3)
+
+
+def data(n=20):
+    k1, k2 = jax.random.split(jax.random.key(0))
+    return jax.random.normal(k1, (n, 3), jnp.float64), jax.random.randint(k2, (n,), 0, 3)
+
+
+def params(seed=0):
+    return jmlp.init_params(jax.random.key(seed), NET.sizes, dtype=jnp.float64)
+
+
+def feedback(rule, seed=1):
+    return jmlp.init_feedback(jax.random.key(seed), NET.sizes, rule, dtype=jnp.float64)
+
+
+def loop(rule, p, fb, x, y, epochs, batch):
+    """Epochs of Adam steps on perm[0:B], perm[B:2B], ... with the rule's updates."""
+    state, update = ADAM.init(p), jax.jit(ADAM.update)
+    n = len(x)
+    for epoch in range(epochs):
+        perm = np.asarray(jax.random.permutation(jax.random.fold_in(KEY, epoch), n))
+        for idx in np.split(perm, range(batch, n, batch)):
+            _, grads = jmlp.feedback_grads(NET, p, x[idx], y[idx], rule=rule, feedback=fb)
+            updates, state = update(grads, state, p)
+            p = optax.apply_updates(p, updates)
+    return p
+
+
+@pytest.mark.parametrize("rule", ["fa", "dfa", "sign"])
+def test_fit_with_a_rule_equals_a_loop_of_its_updates(rule):
+    x, y = data()
+    fb = feedback(rule) or None
+    result = jmlp.fit(NET, params(), ADAM, x, y, epochs=2, batch_size=6, key=KEY, rule=rule,
+                      feedback=fb)  # fmt: skip
+    expected = loop(rule, params(), fb or [], x, y, 2, 6)
+    for a, b in zip(jax.tree.leaves(result.params), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(a, b, **F64)
+    backprop = jmlp.fit(NET, params(), ADAM, x, y, epochs=2, batch_size=6, key=KEY)
+    assert not np.allclose(result.params[0]["W"], backprop.params[0]["W"])  # the rule mattered
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_fit_many_members_train_with_their_own_feedback(shared):
+    x, y = data()
+    n = 3
+    stack = jmlp.init_many(jax.random.split(jax.random.key(0), n), NET.sizes, dtype=jnp.float64)
+    sets = [feedback("fa", seed=1 if shared else 10 + m) for m in range(n)]
+    given = sets[0] if shared else [jnp.stack(bs) for bs in zip(*sets, strict=True)]
+    many = jmlp.fit_many(NET, stack, ADAM, x, y, epochs=2, batch_size=6, key=KEY, rule="fa",
+                         feedback=given)  # fmt: skip
+    for m in range(n):
+        one = jmlp.fit(NET, jmlp.member(stack, m), ADAM, x, y, epochs=2, batch_size=6, key=KEY,
+                       rule="fa", feedback=sets[m])  # fmt: skip
+        for a, b in zip(jax.tree.leaves(jmlp.member(many.params, m)), jax.tree.leaves(one.params)):
+            np.testing.assert_allclose(a, b, **F64)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "message"),
+    [
+        ({"rule": "hebb"}, ValueError, "rule: expected one of"),
+        ({"rule": "fa"}, ValueError, "feedback: rule 'fa' needs its fixed matrices"),
+        ({"rule": "sign", "gradient": "autodiff"}, ValueError, "gradient: rule 'sign' runs"),
+        ({"rule": "dfa", "feedback": feedback("fa")}, ValueError, r"feedback\[0\]: expected shape"),
+        ({"rule": "sign", "feedback": feedback("fa")}, ValueError, "feedback: rule 'sign' uses no"),
+    ],
+)
+def test_bad_rule_arguments_name_the_argument(overrides, error, message):
+    x, y = data()
+    with pytest.raises(error, match=message):
+        jmlp.fit(NET, params(), ADAM, x, y, epochs=1, **overrides)
