@@ -485,7 +485,9 @@ def test_velocity_sgd_takes_scikit_learns_steps(schedule, momentum, nesterov):
     rng = np.random.default_rng(0)
     grads = [[[rng.normal(size=np.shape(a)) for layer in params for a in (layer["W"], layer["b"])]
               for _ in range(steps)] for _ in range(epochs)]  # fmt: skip
-    expected = sklearn_sgd_steps(params, grads, schedule, momentum, nesterov, epochs, steps, samples)
+    expected = sklearn_sgd_steps(
+        params, grads, schedule, momentum, nesterov, epochs, steps, samples
+    )
     power = 0.4 if schedule == "invscaling" else 0.0
     eta = optim.inverse_scaling_by_epoch(0.1, power, steps, samples)
     opt = optim.velocity_sgd(eta, momentum, nesterov)
