@@ -176,3 +176,17 @@ def test_lbfgs_reaches_scikit_learns_fit(iris, regression):
     first = ours.loss_
     ours.set_params(warm_start=True, max_iter=20).fit(xr, yr)  # continues from its weights
     assert ours.loss_ <= first
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "multilabel"])
+def test_classifier_loss_curves_follow_scikit_learns(iris, kind):
+    """Log loss summed over the outputs, mean over rows, plus the penalty: scikit-learn's scale
+    for a softmax, one sigmoid, or one sigmoid per label."""
+    x, y = iris
+    y = {"multiclass": y, "binary": y == 1, "multilabel": np.stack([y == 1, x[:, 1] > 0], 1)}[kind]
+    both = FULL_BATCH | {"batch_size": 150, "solver": "sgd", "learning_rate_init": 0.1}
+    ours = MLPClassifier(**both, max_iter=6).fit(x, y)
+    theirs = neural_network.MLPClassifier(**both, max_iter=6).fit(x, y)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=2e-5)
+    np.testing.assert_allclose(ours.predict_proba(x), theirs.predict_proba(x), atol=1e-5)
+    np.testing.assert_array_equal(ours.predict(x), theirs.predict(x))

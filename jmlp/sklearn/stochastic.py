@@ -92,6 +92,7 @@ def after_epoch(est, loss: float, n: int, params, validation) -> str | None:
     """scikit-learn's bookkeeping after one epoch; returns ``"stop"``, ``"slower"`` (the
     adaptive rate was divided by 5) or None."""
     est.n_iter_, est.t_ = est.n_iter_ + 1, est.t_ + n
+    est.loss_ = loss
     est.loss_curve_.append(loss)
     if est.verbose:
         print(f"Iteration {est.n_iter_}, loss = {loss:.8f}")
