@@ -283,6 +283,77 @@ def nesterov(learning_rate: ScalarOrSchedule, gamma: float = 0.9) -> optax.Gradi
     return Transform(init, update, ("nesterov", learning_rate, gamma))
 
 
+def velocity_sgd(
+    learning_rate: ScalarOrSchedule, momentum: float = 0.9, nesterov: bool = True
+) -> optax.GradientTransformation:
+    """scikit-learn's SGD (``sklearn.neural_network``'s ``SGDOptimizer``), eta inside the velocity:
+
+        v <- mu v - eta_t g,    theta <- theta + v          (nesterov=False)
+                                theta <- theta + mu v - eta_t g   (nesterov=True, v updated)
+
+    With ``momentum`` 0 both are gradient descent. With a constant eta the first is
+    :func:`momentum` and the second :func:`nesterov`; with a schedule they differ from those,
+    because here each g is scaled by the eta of its own step (as scikit-learn's).
+
+    **Arguments:** ``learning_rate`` eta (number > 0 or schedule, e.g.
+    :func:`inverse_scaling_by_epoch`); ``momentum`` mu in [0, 1]; ``nesterov`` a bool.
+
+    **Returns:** a GradientTransformation with state ``MomentumState(count, velocity=v)``.
+    """
+    _check_learning_rate(learning_rate)
+    if _is_number(momentum) and not 0 <= momentum <= 1:
+        raise ValueError(f"momentum: expected a number in [0, 1], got {momentum!r}")
+    if not isinstance(nesterov, bool):
+        raise TypeError(f"nesterov: expected a bool, got {nesterov!r}")
+
+    def init(params: Params) -> MomentumState:
+        return MomentumState(count=_count0(), velocity=_zeros(params))
+
+    def update(
+        grads: Params, state: MomentumState, params: Params | None = None
+    ) -> tuple[Params, MomentumState]:
+        eta = _eta(learning_rate, state.count)
+
+        def step(v: Array, g: Array) -> Array:
+            return _like(momentum, v) * v - _like(eta, g) * g
+
+        velocity = jax.tree.map(step, state.velocity, grads)
+        updates = jax.tree.map(step, velocity, grads) if nesterov else velocity
+        return updates, MomentumState(optax.safe_increment(state.count), velocity)
+
+    return Transform(init, update, ("velocity_sgd", learning_rate, momentum, nesterov))
+
+
+def inverse_scaling_by_epoch(
+    learning_rate: Any,
+    power_t: Any,
+    steps_per_epoch: Any,
+    samples_per_epoch: Any,
+    samples_first: Any = 0,
+    samples_before: Any = 0,
+) -> Callable[[Array], Array]:
+    """scikit-learn's ``learning_rate="invscaling"``: constant within an epoch, set at its start
+    from the samples t seen so far,
+
+        eta = eta_0 / (t + 1)^power_t,   t = samples_first (epoch 0),
+                                         t = samples_before + e * samples_per_epoch (epoch e >= 1),
+
+    epoch e = count // steps_per_epoch. A fresh optimizer has ``samples_first`` 0 (eta_0 in its
+    first epoch) whatever ``samples_before`` a warm start brings; one continuing an earlier run
+    (partial_fit) has ``samples_first = samples_before``. Every argument may be an array.
+
+    **Returns:** an optax schedule, ``count -> eta`` (a float32 or float64 scalar).
+    """
+
+    def schedule(count: Array) -> Array:
+        epoch = count // steps_per_epoch
+        later = samples_before + epoch * jnp.asarray(samples_per_epoch, jnp.result_type(float))
+        t = jnp.where(epoch == 0, samples_first, later)
+        return learning_rate / (t + 1) ** power_t
+
+    return schedule
+
+
 # ---------------------------------------------------------------------------------------------
 # Adaptive learning rates
 

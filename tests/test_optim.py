@@ -455,3 +455,65 @@ def test_eps_that_float16_rounds_to_zero_is_refused(make):
     updates, _ = opt.update(jax.tree.map(jnp.zeros_like, params), opt.init(params), params)
     assert bool(jnp.all(jnp.isfinite(updates["W"])))
     make(1e-3).init({"W": jnp.ones((2, 2), jnp.bfloat16)})  # bfloat16 holds 1e-8
+
+
+# --- scikit-learn's SGD: identical updates from the same gradients -----------------------------
+
+
+def sklearn_sgd_steps(params, grads, schedule, momentum, nesterov, epochs, steps, samples):
+    """scikit-learn's own SGDOptimizer driven with ``grads[e][s]``: its updates, in float64."""
+    from sklearn.neural_network._stochastic_optimizers import SGDOptimizer
+
+    flat = [np.array(a, np.float64) for layer in params for a in (layer["W"], layer["b"])]
+    sgd = SGDOptimizer(flat, 0.1, schedule, momentum, nesterov, power_t=0.4)
+    t, out = 0, []
+    for e in range(epochs):
+        for s in range(steps):
+            before = [a.copy() for a in flat]
+            sgd.update_params(flat, [np.asarray(g, np.float64) for g in grads[e][s]])
+            out.append([a - b for a, b in zip(flat, before)])
+        t += samples
+        sgd.iteration_ends(t)
+    return out
+
+
+@pytest.mark.parametrize("schedule", ["constant", "invscaling"])
+@pytest.mark.parametrize("momentum, nesterov", [(0.0, True), (0.9, False), (0.9, True)])
+def test_velocity_sgd_takes_scikit_learns_steps(schedule, momentum, nesterov):
+    params, _ = problem(jnp.float64)
+    epochs, steps, samples = 3, 4, 30  # 4 batches of <= 8 rows
+    rng = np.random.default_rng(0)
+    grads = [[[rng.normal(size=np.shape(a)) for layer in params for a in (layer["W"], layer["b"])]
+              for _ in range(steps)] for _ in range(epochs)]  # fmt: skip
+    expected = sklearn_sgd_steps(
+        params, grads, schedule, momentum, nesterov, epochs, steps, samples
+    )
+    power = 0.4 if schedule == "invscaling" else 0.0
+    eta = optim.inverse_scaling_by_epoch(0.1, power, steps, samples)
+    opt = optim.velocity_sgd(eta, momentum, nesterov)
+    state = opt.init(params)
+    update = jax.jit(opt.update)
+    for k, step in enumerate(expected):
+        g = grads[k // steps][k % steps]
+        g = [{"W": jnp.asarray(g[2 * i]), "b": jnp.asarray(g[2 * i + 1])} for i in range(2)]
+        updates, state = update(g, state)
+        ours = [a for layer in updates for a in (layer["W"], layer["b"])]
+        for a, b in zip(ours, step, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_inverse_scaling_by_epoch_continues_a_run():
+    """Epoch 0 at (samples_first + 1)^-p, epoch e at (samples_before + e n + 1)^-p."""
+    eta = optim.inverse_scaling_by_epoch(0.5, 0.5, 3, 10, samples_first=24, samples_before=24)
+    got = [float(eta(jnp.asarray(c))) for c in (0, 2, 3, 5, 6)]
+    want = [0.5 / 5, 0.5 / 5, 0.5 / 35**0.5, 0.5 / 35**0.5, 0.5 / 45**0.5]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    fresh = optim.inverse_scaling_by_epoch(0.5, 0.5, 3, 10, samples_before=24)
+    assert float(fresh(jnp.asarray(0))) == 0.5
+
+
+def test_velocity_sgd_checks_its_settings():
+    with pytest.raises(ValueError, match=r"momentum: expected a number in \[0, 1\], got 1.5"):
+        optim.velocity_sgd(0.1, 1.5)
+    with pytest.raises(TypeError, match="nesterov: expected a bool"):
+        optim.velocity_sgd(0.1, 0.9, nesterov=1)
