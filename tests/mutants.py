@@ -296,7 +296,7 @@ MUTANTS = [
     # --- estimators, curvature, fingerprints, key period, draw server ---------------------------
     Mutant(
         "sklearn: the two-class probabilities' columns swapped",
-        "jmlp/sklearn.py",
+        "jmlp/sklearn/estimators.py",
         "return np.hstack([1 - out, out]) if out.shape[1] == 1 else out",
         "return np.hstack([out, 1 - out]) if out.shape[1] == 1 else out",
         (T + "test_sklearn.py::test_two_classes_use_one_sigmoid_output",),
