@@ -8,8 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from jmlp.forward import (
-    MLP,
+from jmlp.checks import (
     as_inputs,
     as_targets,
     check_finite_rows,
@@ -18,8 +17,9 @@ from jmlp.forward import (
 )
 from jmlp.init import Params
 from jmlp.metrics import validation_names
+from jmlp.net import MLP
 
-__all__ = [  # check_finite_rows (from forward): the row check of the prediction paths
+__all__ = [  # with check_finite_rows (from jmlp.checks), which the prediction command imports here
     "STEP_SIZES",
     "check_choice",
     "check_finite_rows",

@@ -21,9 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jmlp.backprop import autodiff, backprop
+from jmlp.checks import param_dtype
 from jmlp.curvature import hvp
-from jmlp.forward import MLP, loss, param_dtype
+from jmlp.forward import loss
 from jmlp.init import Params
+from jmlp.net import MLP
 
 
 class GradCheckRow(NamedTuple):

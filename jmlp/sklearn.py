@@ -48,7 +48,9 @@ except ImportError as error:
     ) from error
 
 from jmlp import buckets, optim
-from jmlp.forward import MLP, check_finite_rows, forward
+from jmlp.checks import check_finite_rows
+from jmlp.forward import forward
+from jmlp.net import MLP
 from jmlp.train import fit as jmlp_fit
 
 SOLVERS = ("adam", "sgd")

@@ -42,15 +42,16 @@ from jmlp.arguments import (
     per_member,
     training_arrays,
 )
+from jmlp.backprop import GRADIENTS
 from jmlp.checkpoint import load_checkpoint, save_checkpoint
+from jmlp.checks import check_params, n_members
 from jmlp.engine import Data, Members, Plan, Settings
-from jmlp.forward import MLP, check_params
 from jmlp.init import Params
+from jmlp.net import MLP
 from jmlp.optimizer_spec import optimizer_spec
 from jmlp.progress import Progress
 
 Array = jax.Array
-GRADIENTS = ("backprop", "autodiff")
 NAN_POLICIES = ("stop", "skip")
 HISTORY_FLOATS = 2**20  # the history buffer of one compiled call: at most 4 MB of float32
 _COMPILED: dict = {}  # plan (or a (what, plan, ...) tuple) -> its jitted programs
@@ -670,23 +671,6 @@ def _raise_non_finite(run: _Run, members: Members, history: np.ndarray) -> None:
         run.key,
     )
     raise NonFiniteLossError(bad + 1, step, result)
-
-
-def n_members(net: MLP, params: Params) -> int:
-    """N, after checking ``params`` is a stack of N valid parameter lists (leading axis N)."""
-    if not isinstance(params, (list, tuple)) or not params or not isinstance(params[0], dict):
-        raise ValueError(
-            f"params: expected stacked params (a list of layer dicts), got {params!r:.80}"
-        )
-    n = jnp.shape(params[0].get("W"))[0] if jnp.ndim(params[0].get("W")) == 3 else None
-    leading = {jnp.shape(a)[:1] for a in jax.tree.leaves(params)}
-    if n is None or leading != {(n,)}:
-        raise ValueError(
-            "params: expected stacked params, every leaf with the same leading axis N "
-            f"(W (N, n_in, n_out)); got leading shapes {sorted(leading)}"
-        )
-    check_params(net, jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), params))
-    return n
 
 
 def fit_many(
