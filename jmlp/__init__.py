@@ -37,7 +37,6 @@ from jmlp.feedback import feedback_angles as feedback_angles
 from jmlp.feedback import feedback_grads as feedback_grads
 from jmlp.feedback import init_feedback as init_feedback
 from jmlp.feedback import update_angles as update_angles
-from jmlp.forward import MLP as MLP
 from jmlp.forward import forward as forward
 from jmlp.forward import forward_cache as forward_cache
 from jmlp.forward import loss as loss
@@ -49,6 +48,7 @@ from jmlp.metrics import error_rate as error_rate
 from jmlp.metrics import predict as predict
 from jmlp.metrics import predict_proba as predict_proba
 from jmlp.metrics import r2_score as r2_score
+from jmlp.net import MLP as MLP
 from jmlp.parallel import data_mesh as data_mesh
 from jmlp.per_example import per_example_grad_norms as per_example_grad_norms
 from jmlp.per_example import per_example_grads as per_example_grads

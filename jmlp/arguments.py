@@ -8,32 +8,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from jmlp.forward import (
-    MLP,
+from jmlp.checks import (
     as_inputs,
     as_targets,
-    check_finite_rows,
     check_numeric,
     non_finite_rows,
 )
 from jmlp.init import Params
 from jmlp.metrics import validation_names
-
-__all__ = [  # check_finite_rows (from forward): the row check of the prediction paths
-    "STEP_SIZES",
-    "check_choice",
-    "check_finite_rows",
-    "check_int",
-    "check_key",
-    "check_mesh",
-    "check_number",
-    "check_optimizer",
-    "evaluation_sets",
-    "hparams_per_member",
-    "per_member",
-    "training_arrays",
-    "validation_arrays",
-]
+from jmlp.net import MLP
 
 Array = jax.Array
 # hparams that are step sizes (jmlp.optim's and optax's learning_rate, and the usual short
@@ -64,13 +47,45 @@ def check_number(name: str, value: Any) -> None:
         raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
 
 
+def _is_transformation(optimizer: Any) -> bool:
+    return callable(getattr(optimizer, "init", None)) and callable(
+        getattr(optimizer, "update", None)
+    )
+
+
 def check_optimizer(optimizer: Any) -> None:
-    if not (
-        callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))
-    ):
+    if not _is_transformation(optimizer):
         raise TypeError(
             "optimizer: expected an optax.GradientTransformation (init and update callables), "
             f"got {type(optimizer).__name__}"
+        )
+
+
+def is_transformation_argument(optimizer: Any, names: tuple[str, ...]) -> bool:
+    """Whether ``optimizer`` is a GradientTransformation (then no hparams ``names`` may be given)
+    rather than a function of the hparams; TypeError if it is neither."""
+    if callable(getattr(optimizer, "update", None)):
+        check_optimizer(optimizer)
+        if names:
+            raise ValueError(
+                f"hparams: {list(names)} given, but optimizer is a GradientTransformation that "
+                "takes none; pass a function of them, e.g. lambda lr: optax.adam(lr)"
+            )
+        return True
+    if not callable(optimizer):
+        raise TypeError(
+            "optimizer: expected an optax.GradientTransformation or a function of the hparams "
+            f"returning one, got {type(optimizer).__name__}"
+        )
+    return False
+
+
+def check_built_optimizer(built: Any) -> None:
+    """TypeError unless what a function of the hparams returned is a GradientTransformation."""
+    if not _is_transformation(built):
+        raise TypeError(
+            "optimizer: the function must return an optax.GradientTransformation, "
+            f"got {type(built).__name__}"
         )
 
 
@@ -133,14 +148,21 @@ def validation_arrays(
     return training_arrays(net, params, *validation, names)
 
 
-def per_member(name: str, value: Any, n: int, dtype, *, integer: bool = False) -> Array:
-    """A number >= 0, or an array ``(N,)`` of them, as an array ``(N,)`` of ``dtype``."""
+def _member_array(name: str, value: Any, n: int, kind: str) -> np.ndarray:
+    """``value`` as a numpy array, one value for every member (shape ``()``) or one each
+    (``(N,)``); ValueError naming ``name`` for any other shape."""
     a = np.asarray(value)
-    kind = "an int" if integer else "a number"
     if a.ndim not in (0, 1) or (a.ndim == 1 and a.shape != (n,)):
         raise ValueError(
             f"{name}: expected {kind} or an array of shape ({n},), got shape {a.shape}"
         )
+    return a
+
+
+def per_member(name: str, value: Any, n: int, dtype, *, integer: bool = False) -> Array:
+    """A number >= 0, or an array ``(N,)`` of them, as an array ``(N,)`` of ``dtype``."""
+    kind = "an int" if integer else "a number"
+    a = _member_array(name, value, n, kind)
     real = np.issubdtype(a.dtype, np.integer if integer else np.floating) or (
         not integer and np.issubdtype(a.dtype, np.integer)
     )
@@ -164,11 +186,7 @@ def hparams_per_member(hparams: Any, n: int, dtype) -> dict[str, Array]:
         )
     out = {}
     for name, value in hparams.items():
-        a = np.asarray(value)
-        if a.ndim not in (0, 1) or (a.ndim == 1 and a.shape != (n,)):
-            raise ValueError(
-                f"hparams[{name!r}]: expected a number or an array of shape ({n},), got shape {a.shape}"
-            )
+        a = _member_array(f"hparams[{name!r}]", value, n, "a number")
         if a.dtype == bool or not np.issubdtype(a.dtype, np.number):
             raise TypeError(f"hparams[{name!r}]: expected real numbers, got dtype {a.dtype}")
         if name in STEP_SIZES:

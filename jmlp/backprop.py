@@ -12,9 +12,10 @@ With ``delta^l = dL/dz^l`` (shape ``(B, n_l)``) and ``s_n`` the batch weights (1
 
 The input layer's delta is never formed (nothing needs it), which autodiff's pass also skips.
 
-The rule is written once, over a :class:`jmlp.forward.Layout` (how each product is taken): the
-batch-major layout of the documents for one network, and :func:`member_columns` for ``G``
-networks on one shared batch (:func:`backprop_many`; :func:`member_pass` in ``jmlp.fit_many``).
+The rule is written once, over a :class:`jmlp.layouts.Layout` (how each product is taken): the
+batch-major layout of the documents for one network, and ``jmlp.layouts.member_columns`` for
+``G`` networks on one shared batch (:func:`backprop_many`; :func:`member_pass` in
+``jmlp.fit_many``).
 """
 
 from functools import partial
@@ -22,23 +23,14 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from jmlp.forward import (
-    MLP,
-    Cache,
-    Layout,
-    as_inputs,
-    as_targets,
-    batch_major,
-    example_scale,
-    forward_cache,
-    l2_penalty,
-    loss,
-    matmul,
-    per_example_loss,
-)
+from jmlp.checks import as_inputs, as_targets
+from jmlp.forward import Cache, example_scale, forward_cache, l2_penalty, loss, per_example_loss
 from jmlp.init import Params
+from jmlp.layouts import Layout, batch_major, einsum, member_columns
+from jmlp.net import MLP
 
 Array = jax.Array
+GRADIENTS = ("backprop", "autodiff")  # the two ways to the gradient: by hand, by jax.grad
 
 
 def output_delta(net: MLP, cache: Cache, t: Array, scale: Array, axis: int = -1) -> Array:
@@ -129,59 +121,12 @@ def autodiff(net: MLP, params: Params, x, y, *, l2=0.0, weights=None) -> tuple[A
 # ----------------------------------------------------------------------------- G networks at once
 
 
-def _einsum(net: MLP, spec: str, a: Array, b: Array) -> Array:
-    """``einsum(spec, a, b)`` in the spec's compute dtype and precision, result in ``a``'s dtype."""
-    if net.compute_dtype is None:
-        return jnp.einsum(spec, a, b, precision=net.precision)
-    c = jnp.dtype(net.compute_dtype)
-    out = jnp.einsum(
-        spec, a.astype(c), b.astype(c), precision=net.precision, preferred_element_type=a.dtype
-    )
-    return out.astype(a.dtype)
-
-
-def member_columns(net: MLP) -> Layout:
-    """The ensemble layout: G networks, activations ``h^T (G, n, B)`` (batch minor), the shared
-    input ``x^T (n_0, B)``, and each layer given as ``{"W": W^T (G, n_out, n_in), "b" (G, n_out)}``:
-
-        z^T = W^T h^T + b          (the shared input: one wide matmul, or multiply-adds)
-        delta W^T  ->  W delta^T,  dL/dW = (delta^T h)^T,  dL/db = sum over the batch (minor) axis
-
-    The output units are axis 1 (``(G, n_L, B)``): the tables' softmax and losses reduce over it
-    there, with the batch minor. XLA:CPU runs a reduction over a tiny minor axis (3 classes as
-    ``(G, B, 3)``) many times slower; and this layout needs no large transpose.
-    """
-    return Layout(
-        affine=partial(_columns_affine, net),
-        back=lambda delta, layer: _einsum(net, "goi,gob->gib", layer["W"], delta),
-        grads=lambda h, delta: {
-            "W": jnp.swapaxes(
-                _einsum(net, "gob,ib->goi" if h.ndim == 2 else "gob,gib->goi", delta, h), 1, 2
-            ),
-            "b": jnp.sum(delta, axis=2),
-        },
-        classes=1,
-        examples=lambda a: jnp.moveaxis(a, 0, -1)[None],  # (B, ...) -> (1, ..., B)
-        batch_sum=lambda a: jnp.sum(a, axis=-1),
-    )
-
-
-def _columns_affine(net: MLP, h: Array, layer: dict) -> Array:
-    """``z^T = W^T h^T + b`` for ``h^T`` shared ``(n_in, B)`` or per member ``(G, n_in, B)``. A
-    shared input of at most 8 features is n_in multiply-adds (XLA:CPU's matmul with K <= 8 is
-    slower; the benchmark's ensemble part measures it)."""
-    W, b = layer["W"], layer["b"][:, :, None]
-    if h.ndim == 2 and W.shape[2] <= 8 and net.compute_dtype is None:
-        return sum(W[:, :, i, None] * h[None, None, i, :] for i in range(W.shape[2])) + b
-    return _einsum(net, "goi,ib->gob" if h.ndim == 2 else "goi,gib->gob", W, h) + b
-
-
 def member_pass(
     net: MLP, params: Params, x: Array, t: Array, scale: Array, l2: Array
 ) -> tuple[Array, Params]:
     """Losses ``(G,)`` and gradients of ``G`` networks (stacked params, ``W (G, n_in, n_out)``)
     on one shared batch ``x (B, n_0)``, target rows ``t (B, n_out)``, batch weights ``scale
-    (B,)``, ``l2 (G,)``: the delta rule in the :func:`member_columns` layout."""
+    (B,)``, ``l2 (G,)``: the delta rule in the ``jmlp.layouts.member_columns`` layout."""
     # The barrier keeps W^T a real array: without it XLA folds the transpose into the matmuls
     # and runs W^T h with a non-minor contraction on a slower path.
     wt = jax.lax.optimization_barrier([jnp.swapaxes(p["W"], 1, 2) for p in params])
@@ -225,7 +170,7 @@ def custom_vjp_loss(net: MLP, params: Params, x, y, l2=0.0) -> Array:
 
 def _custom_fwd(net, params, x, y, l2):
     value, grads, deltas = _forward_backward(net, params, x, y, l2, None)
-    dx = matmul(net, deltas[0], params[0]["W"].T).reshape(jnp.shape(x))
+    dx = einsum(net, "bo,oi->bi", deltas[0], params[0]["W"].T).reshape(jnp.shape(x))
     dl2 = 0.5 * sum(jnp.sum(p["W"] ** 2) for p in params)
     return value, (grads, dx.astype(jnp.result_type(x)), dl2, l2)
 

@@ -34,17 +34,11 @@ from jax.flatten_util import ravel_pytree
 
 from jmlp.activations import PIECEWISE_LINEAR, Activation, softmax_vjp_derivative
 from jmlp.backprop import backward, layer_grads, output_delta
-from jmlp.forward import (
-    MLP,
-    Cache,
-    as_inputs,
-    as_targets,
-    example_scale,
-    forward_cache,
-    matmul,
-    param_dtype,
-)
+from jmlp.checks import as_inputs, as_targets, param_dtype
+from jmlp.forward import Cache, example_scale, forward_cache
 from jmlp.init import Params
+from jmlp.layouts import batch_major, einsum
+from jmlp.net import MLP
 
 Array = jax.Array
 
@@ -111,9 +105,9 @@ def _r_forward(net: MLP, params: Params, cache: Cache, v: Params):
     """``[R{z^1}, ..., R{z^L}]`` and ``[R{h^1}, ..., R{h^L}]``, each ``(B, n_l)``."""
     rzs, rhs = [], []
     for l, (layer, dv, act) in enumerate(zip(params, v, net.activations)):
-        rz = matmul(net, cache.h[l], dv["W"]) + dv["b"][None, :]
+        rz = einsum(net, "bi,io->bo", cache.h[l], dv["W"]) + dv["b"][None, :]
         if l:  # R{h^0} = 0
-            rz = rz + matmul(net, rhs[-1], layer["W"])
+            rz = rz + einsum(net, "bi,io->bo", rhs[-1], layer["W"])
         rzs.append(rz)
         rhs.append(act.vjp(cache.z[l], cache.h[l + 1], rz))
     return rzs, rhs
@@ -141,10 +135,11 @@ def _r_backward(net: MLP, params: Params, v: Params, cache: Cache, rzs, deltas, 
     r_deltas, curved = [r_delta], _curved(net)
     for l in range(net.n_layers - 1, 0, -1):
         act, z, h = net.activations[l - 1], cache.z[l - 1], cache.h[l]
-        r_back = matmul(net, r_delta, params[l]["W"].T) + matmul(net, deltas[l], v[l]["W"].T)
+        r_back = einsum(net, "bo,oi->bi", r_delta, params[l]["W"].T)
+        r_back = r_back + einsum(net, "bo,oi->bi", deltas[l], v[l]["W"].T)
         r_delta = act.vjp(z, h, r_back)
         if curved[l - 1]:
-            back = matmul(net, deltas[l], params[l]["W"].T)  # as in backward: shared under jit
+            back = batch_major(net).back(deltas[l], params[l])  # backward's: shared under jit
             r_delta = r_delta + _vjp_derivative(act, z, h, back, rzs[l - 1])
         r_deltas.append(r_delta)
     return r_deltas[::-1]
@@ -156,7 +151,7 @@ def _hessian_product(net: MLP, params: Params, point: _Point, deltas, v: Params,
     r_deltas = _r_backward(net, params, v, point.cache, rzs, deltas, r_out)
     hv = layer_grads(net, point.cache, r_deltas)
     for l in range(1, net.n_layers):  # the R{h^{l-1}}^T delta^l term; R{h^0} = 0
-        hv[l]["W"] = hv[l]["W"] + matmul(net, rhs[l - 1].T, deltas[l])
+        hv[l]["W"] = hv[l]["W"] + einsum(net, "ib,bo->io", rhs[l - 1].T, deltas[l])
     return _plus_l2(hv, v, l2)
 
 
@@ -210,11 +205,13 @@ def _jacobian_deltas(net: MLP, params: Params, x) -> tuple[list[Array], list[Arr
 def _layer_kernel(net: MLP, h1: Array, h2: Array, d1: Array, d2: Array, trace: bool) -> Array:
     """``(<h1_i, h2_j> + 1) <D1_{i,a}, D2_{j,b}>``, as ``(B1, B2)`` summed over ``a = b`` or
     ``(B1, B2, n_out, n_out)``."""
-    gram = matmul(net, h1, h2.T) + 1
+    gram = einsum(net, "ik,kj->ij", h1, h2.T) + 1
     (b1, n_out, k), b2 = d1.shape, d2.shape[0]
     if trace:
-        return gram * matmul(net, d1.reshape(b1, n_out * k), d2.reshape(b2, n_out * k).T)
-    prod = matmul(net, d1.reshape(b1 * n_out, k), d2.reshape(b2 * n_out, k).T)
+        return gram * einsum(
+            net, "ik,kj->ij", d1.reshape(b1, n_out * k), d2.reshape(b2, n_out * k).T
+        )
+    prod = einsum(net, "ik,kj->ij", d1.reshape(b1 * n_out, k), d2.reshape(b2 * n_out, k).T)
     return gram[:, :, None, None] * prod.reshape(b1, n_out, b2, n_out).transpose(0, 2, 1, 3)
 
 

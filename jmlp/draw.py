@@ -33,9 +33,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from jmlp import data, optim, runs
-from jmlp.forward import MLP, forward, forward_cache, param_dtype
+from jmlp.checks import param_dtype
+from jmlp.forward import forward, forward_cache
 from jmlp.init import Params, init_params
 from jmlp.metrics import accuracy
+from jmlp.net import MLP
 from jmlp.runs import load_run
 from jmlp.train import fit
 

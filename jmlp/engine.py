@@ -37,15 +37,10 @@ from jax.sharding import NamedSharding, PartitionSpec
 from jmlp import buckets
 from jmlp.backprop import delta_rule, member_pass, with_l2
 from jmlp.feedback import rule_gradient
-from jmlp.forward import (
-    MLP,
-    batch_major,
-    example_scale,
-    forward_cache,
-    l2_penalty,
-    per_example_loss,
-)
+from jmlp.forward import example_scale, forward_cache, l2_penalty, per_example_loss
+from jmlp.layouts import batch_major
 from jmlp.metrics import validation_metrics, validation_names
+from jmlp.net import MLP
 
 Array = jax.Array
 RUNNING, MAX_EPOCHS, TOL, PATIENCE, NON_FINITE, CALLBACK = range(6)  # Members.code

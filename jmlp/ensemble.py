@@ -18,11 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jmlp.forward import MLP, forward
+from jmlp.checks import n_members
+from jmlp.forward import forward
 from jmlp.init import Params, check_sizes, init_params
 from jmlp.losses import CLASSIFICATION
 from jmlp.metrics import decide
-from jmlp.train import n_members
+from jmlp.net import MLP
 
 Array = jax.Array
 

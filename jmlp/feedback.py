@@ -34,18 +34,11 @@ import jax.numpy as jnp
 
 from jmlp.activations import unknown_name
 from jmlp.backprop import backward, layer_grads, output_delta, with_l2
-from jmlp.forward import (
-    MLP,
-    Cache,
-    as_inputs,
-    as_targets,
-    example_scale,
-    forward_cache,
-    matmul,
-    param_dtype,
-    per_example_loss,
-)
+from jmlp.checks import as_inputs, as_targets, param_dtype
+from jmlp.forward import Cache, example_scale, forward_cache, per_example_loss
 from jmlp.init import Params, check_sizes
+from jmlp.layouts import einsum
+from jmlp.net import MLP
 
 Array = jax.Array
 Feedback = list[Array]
@@ -126,7 +119,7 @@ def _sign_deltas(net: MLP, params: Params, feedback: Feedback, cache: Cache, del
 def _dfa_deltas(net: MLP, params: Params, feedback: Feedback, cache: Cache, delta: Array):
     """``delta^l = (delta^L B^l) * sigma'_l(z^l)`` for every hidden layer, then ``delta^L``."""
     hidden = [
-        act.vjp(z, h, matmul(net, delta, B))
+        act.vjp(z, h, einsum(net, "...i,io->...o", delta, B))
         for act, z, h, B in zip(net.activations[:-1], cache.z, cache.h[1:], feedback)
     ]
     return hidden + [delta]

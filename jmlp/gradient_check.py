@@ -21,9 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jmlp.backprop import autodiff, backprop
+from jmlp.checks import param_dtype
 from jmlp.curvature import hvp
-from jmlp.forward import MLP, loss, param_dtype
+from jmlp.forward import loss
 from jmlp.init import Params
+from jmlp.net import MLP
 
 
 class GradCheckRow(NamedTuple):
@@ -147,6 +149,27 @@ def second_order_row(net: MLP, params: Params, x, y, *, l2=0.0, key) -> SecondOr
     return SecondOrderRow(*_relative(np.abs(hand - auto), auto), *_relative(np.abs(hand - fd), fd))
 
 
+def _sample(n: int, fd_entries: int, key) -> np.ndarray:
+    """Indices of the entries checked by finite differences: all ``n`` if ``n <= fd_entries``,
+    else ``fd_entries`` drawn with ``key`` without replacement."""
+    if n <= fd_entries:
+        return np.arange(n)
+    return np.asarray(jax.random.choice(key, n, (fd_entries,), replace=False))
+
+
+def _row(layer: int, tensor: str, h: np.ndarray, a: np.ndarray, idx, fd) -> GradCheckRow:
+    """One tensor's line: hand ``h`` vs autodiff ``a`` (all entries), and vs the finite
+    differences ``fd`` of entries ``idx``; the index of the largest disagreement with autodiff."""
+    diff = np.abs(h - a)
+    return GradCheckRow(
+        layer,
+        tensor,
+        *_relative(diff, a),
+        *_relative(np.abs(h.ravel()[idx] - fd), fd),
+        tuple(int(i) for i in np.unravel_index(np.argmax(diff), h.shape)),
+    )
+
+
 def gradcheck(
     net: MLP,
     params: Params,
@@ -178,32 +201,11 @@ def gradcheck(
         for layer, (h_layer, a_layer) in enumerate(zip(hand, auto)):
             for tensor in ("W", "b"):
                 h, a = np.asarray(h_layer[tensor]), np.asarray(a_layer[tensor])
-                diff = np.abs(h - a)
-                n = h.size
-                idx = (
-                    np.arange(n)
-                    if n <= fd_entries
-                    else np.asarray(
-                        jax.random.choice(
-                            jax.random.fold_in(key, 2 * layer + (tensor == "b")),
-                            n,
-                            (fd_entries,),
-                            replace=False,
-                        )
-                    )
+                idx = _sample(
+                    h.size, fd_entries, jax.random.fold_in(key, 2 * layer + (tensor == "b"))
                 )
-                fd = np.asarray(
-                    finite_difference(net, cast, x, y, layer, tensor, jnp.asarray(idx), l2=l2)
-                )
-                rows.append(
-                    GradCheckRow(
-                        layer,
-                        tensor,
-                        *_relative(diff, a),
-                        *_relative(np.abs(h.ravel()[idx] - fd), fd),
-                        tuple(int(i) for i in np.unravel_index(np.argmax(diff), h.shape)),
-                    )
-                )
+                fd = finite_difference(net, cast, x, y, layer, tensor, jnp.asarray(idx), l2=l2)
+                rows.append(_row(layer, tensor, h, a, idx, np.asarray(fd)))
         second = (
             second_order_row(net, cast, x, y, l2=l2, key=jax.random.fold_in(key, 2 * len(hand)))
             if second_order

@@ -11,22 +11,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jmlp.forward import (
-    MLP,
+from jmlp.checks import (
     as_inputs,
     as_targets,
     check_finite_rows,
     check_numeric,
     check_params,
     check_target_values,
-    example_scale,
-    forward,
-    forward_cache,
     param_dtype,
-    per_example_loss,
 )
+from jmlp.forward import example_scale, forward, forward_cache, per_example_loss
 from jmlp.init import Params
 from jmlp.losses import CLASSIFICATION
+from jmlp.net import MLP
 
 Array = jax.Array
 

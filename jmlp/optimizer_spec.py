@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jmlp.arguments import check_optimizer
+from jmlp.arguments import check_built_optimizer, is_transformation_argument
 from jmlp.fingerprint import fingerprint
 from jmlp.init import Params
 from jmlp.optim import Transform
@@ -43,19 +43,8 @@ def _maker(optimizer: Any, names: tuple[str, ...]) -> Callable:
     """``hparams -> GradientTransformation`` for a transformation (hparams unused) or a function,
     called with the hparams as keywords (``lambda lr: optax.adam(lr)``, ``optax.adam`` with
     ``hparams={"learning_rate": ...}``) or, failing that, as one dict (``lambda h: ...``)."""
-    if callable(getattr(optimizer, "update", None)):
-        check_optimizer(optimizer)
-        if names:
-            raise ValueError(
-                f"hparams: {list(names)} given, but optimizer is a GradientTransformation that "
-                "takes none; pass a function of them, e.g. lambda lr: optax.adam(lr)"
-            )
+    if is_transformation_argument(optimizer, names):
         return lambda h: optimizer
-    if not callable(optimizer):
-        raise TypeError(
-            "optimizer: expected an optax.GradientTransformation or a function of the hparams "
-            f"returning one, got {type(optimizer).__name__}"
-        )
     try:
         signature = inspect.signature(optimizer)
     except (TypeError, ValueError):  # a builtin without a signature: try keywords
@@ -99,11 +88,7 @@ def optimizer_spec(optimizer: Any, hparams: dict, params: Params) -> OptimizerSp
         raise TypeError(
             f"optimizer: calling it with the hparams {list(hparams)} of one member failed: {err}"
         ) from err
-    if not (callable(getattr(built, "init", None)) and callable(getattr(built, "update", None))):
-        raise TypeError(
-            "optimizer: the function must return an optax.GradientTransformation, "
-            f"got {type(built).__name__}"
-        )
+    check_built_optimizer(built)
     names = tuple((k, v.dtype.name) for k, v in hparams.items())
     if isinstance(optimizer, Transform):
         return OptimizerSpec(make, ("value", names, optimizer))

@@ -22,8 +22,10 @@ import jax
 import jax.numpy as jnp
 
 from jmlp.backprop import backward, output_delta
-from jmlp.forward import MLP, as_inputs, as_targets, forward_cache, per_example_loss
+from jmlp.checks import as_inputs, as_targets
+from jmlp.forward import forward_cache, per_example_loss
 from jmlp.init import Params
+from jmlp.net import MLP
 
 Array = jax.Array
 

@@ -46,10 +46,12 @@ from jmlp.checkpoint import (
     remove_temp_files,
     save_checkpoint,
 )
+from jmlp.checks import check_finite_rows, check_params, non_finite_rows, param_dtype
 from jmlp.data import Preprocessing
-from jmlp.forward import MLP, check_finite_rows, check_params, forward, non_finite_rows, param_dtype
+from jmlp.forward import forward
 from jmlp.init import Params
 from jmlp.metrics import decide
+from jmlp.net import MLP
 
 try:
     import fcntl

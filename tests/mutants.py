@@ -80,8 +80,8 @@ MUTANTS = [
         ),
     ),
     Mutant(
-        "forward: the bias gradient is the mean over the batch, not the sum",
-        "jmlp/forward.py",
+        "layouts: the bias gradient is the mean over the batch, not the sum",
+        "jmlp/layouts.py",
         '"b": jnp.sum(delta, axis=0),',
         '"b": jnp.mean(delta, axis=0),',
         (T + "test_backprop.py::test_l2_weights_and_reduction_equal_autodiff",),

@@ -8,11 +8,14 @@ import pytest
 import jmlp
 from jmlp.arguments import (
     STEP_SIZES,
+    check_built_optimizer,
     check_choice,
     check_int,
     check_number,
     check_optimizer,
     hparams_per_member,
+    is_transformation_argument,
+    per_member,
     training_arrays,
     validation_arrays,
 )
@@ -47,6 +50,45 @@ def test_good_values_pass():
 def test_optimizer_must_be_a_gradient_transformation():
     with pytest.raises(TypeError, match="optimizer: expected an optax.GradientTransformation"):
         check_optimizer(lambda g: g)
+
+
+def test_optimizer_is_a_transformation_or_a_function_of_the_hparams():
+    assert is_transformation_argument(optax.sgd(0.1), ())
+    assert not is_transformation_argument(lambda lr: optax.sgd(lr), ("lr",))
+    with pytest.raises(ValueError, match=r"hparams: \['lr'\] given, but optimizer is a Gradient"):
+        is_transformation_argument(optax.sgd(0.1), ("lr",))
+    with pytest.raises(TypeError, match=r"or a function of the hparams returning one, got float"):
+        is_transformation_argument(0.1, ())
+    half = type("Half", (), {"update": lambda self, g, s: (g, s)})()  # no init
+    with pytest.raises(TypeError, match=r"\(init and update callables\), got Half"):
+        is_transformation_argument(half, ())
+
+
+def test_a_function_of_the_hparams_must_return_a_transformation():
+    check_built_optimizer(optax.sgd(0.1))
+    with pytest.raises(TypeError, match=r"optimizer: the function must return an optax.Gradient"):
+        check_built_optimizer(0.1)
+    x, y = np.random.default_rng(0).normal(size=(8, 3)), np.arange(8) % 2
+    many = jmlp.init_many(jax.random.split(jax.random.key(0), 2), NET.sizes)
+    with pytest.raises(TypeError, match=r"optimizer: the function must return .*, got float"):
+        jmlp.fit_many(NET, lambda lr: lr, x, y, params=many, hparams={"lr": [0.1, 0.2]}, epochs=1)
+    with pytest.raises(ValueError, match=r"hparams: \['lr'\] given, but optimizer is a Gradient"):
+        jmlp.fit(NET, PARAMS, optax.sgd(0.1), x, y, epochs=1, hparams={"lr": 0.1})
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: per_member("l2", np.zeros(2), 3, float), r"l2: expected a number or an array"),
+        (lambda: per_member("patience", np.ones((3, 1), int), 3, int, integer=True), r"an int or"),
+        (lambda: hparams_per_member({"lr": np.ones(2)}, 3, float), r"hparams\['lr'\]: expected"),
+    ],
+)
+def test_per_member_values_have_one_value_or_one_per_member(call, message):
+    with pytest.raises(ValueError, match=message + r".*of shape \(3,\), got shape \("):
+        call()
+    np.testing.assert_array_equal(per_member("l2", 0.5, 3, np.float32), [0.5, 0.5, 0.5])
+    np.testing.assert_array_equal(per_member("l2", [0, 1, 2], 3, float), [0.0, 1.0, 2.0])
 
 
 def test_training_arrays_name_the_arguments():

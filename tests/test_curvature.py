@@ -25,8 +25,9 @@ from jax.flatten_util import ravel_pytree
 
 import jmlp
 from jmlp.activations import ACTIVATIONS
+from jmlp.checks import as_targets
 from jmlp.curvature import lanczos_max
-from jmlp.forward import as_targets, forward_cache
+from jmlp.forward import forward_cache
 from jmlp.losses import FUSED, LOSSES
 
 WIDTH, BATCH = 3, 4  # every layer (3, 3): one shape for the eager compile cache

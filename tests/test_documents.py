@@ -14,7 +14,8 @@ import pytest
 
 import jmlp
 from jmlp.backprop import output_delta
-from jmlp.forward import as_targets, example_scale, forward_cache
+from jmlp.checks import as_targets
+from jmlp.forward import example_scale, forward_cache
 from jmlp.losses import LOSSES
 
 

@@ -615,7 +615,7 @@ def test_a_misspelt_name_gets_the_closest_known_one():
     ],
 )
 def test_check_finite_rows_names_the_first_bad_row(x, dtype, message):
-    from jmlp.arguments import check_finite_rows  # where the training checks live
+    from jmlp.checks import check_finite_rows
 
     with pytest.raises(ValueError, match=message):
         check_finite_rows("x", np.asarray(x), dtype)
@@ -625,7 +625,7 @@ def test_check_finite_rows_names_the_first_bad_row(x, dtype, message):
 
 
 def test_check_finite_rows_passes_finite_data_and_tracers():
-    from jmlp.arguments import check_finite_rows
+    from jmlp.checks import check_finite_rows
 
     check_finite_rows("x", np.array([[1e38, -1e38]]), np.float32)
     check_finite_rows("x", np.array([[1, 2]]))  # integers are finite

@@ -128,7 +128,9 @@ def test_pandas_frames_give_feature_names(iris):
     np.testing.assert_array_equal(model.predict_proba(frame), plain.predict_proba(x))
 
 
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.DataConversionWarning")  # (80, 1), as sklearn
+@pytest.mark.filterwarnings(
+    "ignore::sklearn.exceptions.DataConversionWarning"
+)  # (80, 1), as sklearn
 @pytest.mark.parametrize("shape", [(80,), (80, 1), (80, 3)])
 def test_regressor_predicts_the_shape_of_y(shape):
     x, y = make_regression(80, 5, n_targets=int(np.prod(shape[1:])), noise=1.0, random_state=0)

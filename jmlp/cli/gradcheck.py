@@ -6,10 +6,10 @@ import jax
 import jax.numpy as jnp
 
 from jmlp.cli.options import int_list, names, non_negative, positive_int
-from jmlp.forward import MLP
 from jmlp.gradient_check import gradcheck
 from jmlp.init import init_params
 from jmlp.losses import LOSSES
+from jmlp.net import MLP
 
 # Default gradcheck bounds on the relative errors, per dtype: (autodiff, finite differences).
 # float64: hand-written and autodiff differ by rounding only (1e-16 per operation); central

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from jmlp import data
-from jmlp.arguments import check_finite_rows
+from jmlp.checks import check_finite_rows
 from jmlp.cli.options import delimiter
 from jmlp.runs import Run, load_run, predict_raw, saved_config
 

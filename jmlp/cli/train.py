@@ -39,7 +39,7 @@ from jmlp.cli.train_loop import build_net, run_training
 from jmlp.cli.train_options import SAVE_EVERY, add_arguments
 from jmlp.cli.train_results import confusion_counts, evaluate, format_table
 from jmlp.figures import preload as preload_figures
-from jmlp.forward import MLP
+from jmlp.net import MLP
 
 PHASES = ("data", "training", "evaluation", "writing")
 

@@ -9,7 +9,7 @@ from zipfile import BadZipFile, is_zipfile
 import numpy as np
 
 from jmlp import data
-from jmlp.forward import MLP
+from jmlp.net import MLP
 
 MNIST = "mnist:"  # --data mnist:DIR: the four MNIST IDX files in DIR (jmlp.data.load_mnist)
 

@@ -11,9 +11,9 @@ import jax
 from jmlp import data, runs
 from jmlp.cli.train_data import loss_targets
 from jmlp.cli.train_options import OPTIMIZERS
-from jmlp.forward import MLP
 from jmlp.init import init_params
 from jmlp.losses import CLASSIFICATION
+from jmlp.net import MLP
 from jmlp.progress import Progress
 from jmlp.train import FitResult, fit
 

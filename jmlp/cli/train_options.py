@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from jmlp import optim
+from jmlp.backprop import GRADIENTS
 from jmlp.cli.options import (
     column,
     delimiter,
@@ -27,7 +28,6 @@ OPTIMIZERS = {
     "nesterov": optim.nesterov,
     "rmsprop": optim.rmsprop,
 }
-GRADIENTS = ("backprop", "autodiff")
 TASKS = ("auto", "classification", "regression")
 DEFAULTS: dict[str, Any] = {
     "target": -1,

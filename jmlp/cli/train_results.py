@@ -10,11 +10,13 @@ import jax
 import numpy as np
 
 from jmlp import buckets, data, runs
+from jmlp.checks import param_dtype
 from jmlp.cli.signals import Stop
 from jmlp.cli.train_data import loss_targets, target_rows
 from jmlp.figures import confusion_matrix
-from jmlp.forward import MLP, forward, param_dtype
+from jmlp.forward import forward
 from jmlp.metrics import validation_metrics
+from jmlp.net import MLP
 from jmlp.runs import class_codes
 
 

@@ -17,7 +17,9 @@ from sklearn.utils.multiclass import (
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from jmlp import buckets
-from jmlp.forward import MLP, check_finite_rows, forward
+from jmlp.checks import check_finite_rows
+from jmlp.forward import forward
+from jmlp.net import MLP
 from jmlp.sklearn import lbfgs, stochastic
 from jmlp.sklearn.settings import (
     ACTIVATION_ALIASES,

@@ -12,7 +12,8 @@ How the host side is laid out, in the order a call runs through it:
 - ``api``: ``fit`` and ``fit_many`` themselves.
 """
 
-from jmlp.train.api import fit, fit_many, n_members
+from jmlp.checks import n_members
+from jmlp.train.api import fit, fit_many
 from jmlp.train.options import Options
 from jmlp.train.results import EnsembleResult, FitResult, NonFiniteLossError
 

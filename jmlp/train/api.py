@@ -19,8 +19,9 @@ from jax.sharding import Mesh
 
 from jmlp import engine, parallel
 from jmlp.arguments import check_int, check_number
-from jmlp.forward import MLP, check_params
+from jmlp.checks import check_params, n_members
 from jmlp.init import Params
+from jmlp.net import MLP
 from jmlp.train import programs
 from jmlp.train.loop import train
 from jmlp.train.options import Options, check_net
@@ -170,23 +171,6 @@ def _raise_non_finite(run: Run, members, history: np.ndarray) -> None:
     result = FitResult(*own, _fit_history(run, history), bad,
                        f"non-finite at epoch {bad + 1}, step {step}", run.opts.key)  # fmt: skip
     raise NonFiniteLossError(bad + 1, step, result)
-
-
-def n_members(net: MLP, params: Params) -> int:
-    """N, after checking ``params`` is a stack of N valid parameter lists (leading axis N)."""
-    if not isinstance(params, (list, tuple)) or not params or not isinstance(params[0], dict):
-        raise ValueError(
-            f"params: expected stacked params (a list of layer dicts), got {params!r:.80}"
-        )
-    n = jnp.shape(params[0].get("W"))[0] if jnp.ndim(params[0].get("W")) == 3 else None
-    leading = {jnp.shape(a)[:1] for a in jax.tree.leaves(params)}
-    if n is None or leading != {(n,)}:
-        raise ValueError(
-            "params: expected stacked params, every leaf with the same leading axis N "
-            f"(W (N, n_in, n_out)); got leading shapes {sorted(leading)}"
-        )
-    check_params(net, jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), params))
-    return n
 
 
 def _ensemble_arguments(arrays: tuple, params: Params | None) -> tuple:

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from jmlp.arguments import check_choice, check_int
+from jmlp.backprop import GRADIENTS
 from jmlp.feedback import RULES
-from jmlp.forward import MLP
+from jmlp.net import MLP
 
-GRADIENTS = ("backprop", "autodiff")
 NAN_POLICIES = ("stop", "skip")
 
 

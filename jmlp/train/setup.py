@@ -20,7 +20,7 @@ from jmlp.arguments import (
 )
 from jmlp.engine import Data, Members, Plan, Settings
 from jmlp.feedback import check_feedback, feedback_shapes
-from jmlp.forward import MLP
+from jmlp.net import MLP
 from jmlp.optimizer_spec import optimizer_spec
 from jmlp.train import programs
 from jmlp.train.options import Options
