@@ -172,10 +172,13 @@ def _wide(cache: Cache) -> Cache:
     return Cache([a[:, None, :] for a in cache.h], [a[:, None, :] for a in cache.z])
 
 
-def _curvature(h: Array, d: Array, signs: Array, net: MLP, per_example: bool) -> dict:
+def _curvature(
+    h: Array, d: Array, signs: Array, net: MLP, per_example: bool, r: Array | None = None
+) -> dict:
     """``{"W": sum_n h_n^2 G_nn, "b": sum_n G_nn}`` from rows ``d (B, k, n_l)``, ``G_nn (B, n_l)
-    = sum_c e_c d_c^2`` the diagonal of ``G^l_n``; ``per_example``: without ``sum_n``."""
+    = sum_c e_c d_c^2 (+ r)`` the diagonal of ``G^l_n``; ``per_example``: without ``sum_n``."""
     g = jnp.einsum("bk,bkj->bj", signs, d * d)
+    g = g if r is None else g + r
     if per_example:
         return {"W": (h * h)[:, :, None] * g[:, None, :], "b": g}
     return {"W": matmul(net, (h * h).T, g), "b": jnp.sum(g, axis=0)}
@@ -248,27 +251,32 @@ def diag_ggn_mc(
     return _plus_l2(_ggn_diagonal(net, params, cache, rows, signs, False), l2)
 
 
-def _residual(net: MLP, params: Params, cache: Cache, deltas, l: int) -> tuple[Array, Array]:
-    """Rows ``(B, n, n)`` and signs of ``diag(sigma''(z^l) * (delta^{l+1} W^{l+1}^T))`` (0-based
-    ``l``: hidden layer ``l + 1``)."""
+def _residual(net: MLP, params: Params, cache: Cache, deltas, l: int) -> Array | None:
+    """``r = sigma''(z^l) * (delta^{l+1} W^{l+1}^T)`` ``(B, n_l)`` (0-based ``l``: hidden layer
+    ``l + 1``), the activation's term ``diag(r)`` of the Hessian of ``z^l``; None where
+    ``sigma'' = 0``."""
+    if net.hidden_activations[l] in PIECEWISE_LINEAR:
+        return None
     act, z, h = net.activations[l], cache.z[l], cache.h[l + 1]
-    r = act.deriv2(z, h) * matmul(net, deltas[l + 1], params[l + 1]["W"].T)
-    return _diagonal(jnp.sqrt(jnp.abs(r))), jnp.sign(r)
+    return act.deriv2(z, h) * matmul(net, deltas[l + 1], params[l + 1]["W"].T)
 
 
 def _hessian_rows(net: MLP, params: Params, cache: Cache, t: Array, scale: Array):
-    """Per layer, input to output, rows ``(B, k_l, n_l)`` and signs of the Hessian of ``z^l``."""
+    """Per layer, input to output, rows ``(B, k_l, n_l)``, signs and residual ``r`` (or None) with
+    ``sum_c e_c d_c d_c^T + diag(r)`` the Hessian of ``z^l``. Going down a layer, ``diag(r)``
+    becomes the rows ``sqrt|r_j| e_j W^T`` with signs ``sign r_j`` (never a dense diagonal)."""
     rows, signs = _weighted(*output_factor(net, cache, t, exact=True), scale)
     deltas = backward(net, params, cache, output_delta(net, cache, t, scale))
-    out = [(rows, signs)]
+    out, r = [(rows, signs, None)], None
     for l in range(net.n_layers - 2, -1, -1):
-        back = matmul(net, rows, params[l + 1]["W"].T)
+        w_t = params[l + 1]["W"].T
+        back = matmul(net, rows, w_t)
+        if r is not None:
+            back = jnp.concatenate([back, jnp.sqrt(jnp.abs(r))[:, :, None] * w_t[None]], axis=1)
+            signs = jnp.concatenate([signs, jnp.sign(r)], axis=1)
         rows = net.activations[l].vjp(cache.z[l][:, None, :], cache.h[l + 1][:, None, :], back)
-        if net.hidden_activations[l] not in PIECEWISE_LINEAR:
-            extra, extra_signs = _residual(net, params, cache, deltas, l)
-            rows = jnp.concatenate([rows, extra], axis=1)
-            signs = jnp.concatenate([signs, extra_signs], axis=1)
-        out.append((rows, signs))
+        r = _residual(net, params, cache, deltas, l)
+        out.append((rows, signs, r))
     return out[::-1]
 
 
@@ -279,15 +287,16 @@ def diag_hessian(
 
     As :func:`diag_ggn`, with the exact output Hessian ``d^2 (s_n l_n) / d(z^L)^2`` factored
     (signed rows where it is indefinite) and, at each hidden layer with ``sigma'' != 0``, the
-    rows of ``diag(sigma''(z^l) * (delta^{l+1} W^{l+1}^T))`` appended: ``n_out + sum`` of those
-    widths rows per example at the input layer.
+    activation's term ``diag(r)``, ``r = sigma''(z^l) * (delta^{l+1} W^{l+1}^T)``: added to that
+    layer's diagonal, and sent further down as one signed row per unit (``n_out`` plus the curved
+    hidden widths above, rows per example).
 
     **Arguments, returns:** as :func:`diag_ggn`.
     """
     _check_flags(per_example, l2)
     cache, t, scale = _setup(net, params, x, y, weights)
     layers = _hessian_rows(net, params, cache, t, scale)
-    diagonal = [_curvature(h, d, e, net, per_example) for h, (d, e) in zip(cache.h, layers)]
+    diagonal = [_curvature(h, d, e, net, per_example, r) for h, (d, e, r) in zip(cache.h, layers)]
     return _plus_l2(diagonal, l2)
 
 
