@@ -14,9 +14,9 @@ vectors, never from per-example gradients or Jacobians.
   ``diag[b^l]_j = sum_n G^l_{n,jj}``: ``z^l_n`` is linear in ``W^l`` with coefficients
   ``h^{l-1}_n``.
 - **Exact Hessian.** Backward through a hidden layer the Hessian of ``z^{l-1}`` gains the
-  activation's term ``diag(sigma''(z^{l-1}) * (delta^l W^l^T))`` (``delta`` the gradient's
-  deltas): one signed row per unit, appended to the rows (BackPACK's "residual"; none for
-  piecewise-linear activations, whose ``sigma''`` is 0).
+  activation's term ``diag(r)``, ``r = sigma''(z^{l-1}) * (delta^l W^l^T)`` (``delta`` the
+  gradient's deltas; BackPACK's "residual", none for piecewise-linear activations): added to
+  that layer's diagonal, and sent further down as one signed row ``sqrt|r_j| e_j`` per unit.
 
 The GGN is the one :func:`jmlp.gnvp` multiplies by: ``out = z^L`` with the full Hessian in
 ``z^L`` for the fused pairs (``jmlp.losses.FUSED``), ``H = J_sigma^T diag(s_n hess) J_sigma``

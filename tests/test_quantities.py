@@ -360,8 +360,11 @@ def test_bad_arguments_are_named():
 @pytest.mark.slow
 def test_benchmark_script_runs(tmp_path):
     """experiments/quantities_benchmark.py --quick: a ratio per quantity, the figure."""
-    script = Path(__file__).resolve().parents[1] / "experiments" / "quantities_benchmark.py"
+    root = Path(__file__).resolve().parents[1]
+    script = root / "experiments" / "quantities_benchmark.py"
+    path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
     env = os.environ | {"JAX_PLATFORMS": "cpu", "JAX_NUMPY_RANK_PROMOTION": "raise"}
+    env["PYTHONPATH"] = path  # this checkout's jmlp
     cmd = [sys.executable, str(script), "--quick", "--out", str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
