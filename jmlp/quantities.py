@@ -203,7 +203,10 @@ def _check_samples(samples) -> None:
         raise ValueError(f"samples: expected an int >= 1, got {samples!r}")
 
 
-def _ggn_diagonal(net, params, cache, rows, signs, per_example) -> Params:
+def _ggn_diagonal(
+    net: MLP, params: Params, cache: Cache, rows: Array, signs: Array, per_example: bool
+) -> Params:
+    """The diagonal from output rows ``(B, k, n_out)``: each sent back by the delta rule."""
     ds = backward(net, params, _wide(cache), rows)
     return [_curvature(h, d, signs, net, per_example) for h, d in zip(cache.h, ds)]
 
