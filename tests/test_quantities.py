@@ -223,10 +223,9 @@ def ggn_blocks(net, params, x, y):
 @pytest.mark.parametrize(
     "hidden, output, loss",
     [
-        (("tanh", "sigmoid"), "softmax", "cross_entropy"),
-        (("elu", "relu"), "identity", "mse"),
-        (("gelu", "tanh"), "softmax", "binary_cross_entropy"),
-        (("softplus", "elu"), "sigmoid", "huber"),
+        (("tanh", "sigmoid"), "softmax", "cross_entropy"),  # closed-form rows
+        (("gelu", "tanh"), "softmax", "binary_cross_entropy"),  # signed rows
+        (("softplus", "elu"), "sigmoid", "huber"),  # rows of J_sigma
     ],
 )
 def test_kronecker_factors_are_the_ggn_block_for_one_example(hidden, output, loss):
@@ -315,8 +314,10 @@ QUANTITIES = {
 
 @pytest.mark.parametrize("name", QUANTITIES)
 def test_float32_jit_and_vmap(name):
+    """float32 within float32 precision of float64; jit of vmap over two stacked members equals
+    the eager values of each (one compile per quantity)."""
     quantity = QUANTITIES[name]
-    net, params, x, y, _ = setup(2, ("tanh", "gelu"), "softmax", "cross_entropy")
+    net, params, x, y, _ = setup(1, ("tanh",), "softmax", "cross_entropy")
     reference = quantity(net, params, x, y)
     p32 = jax.tree.map(lambda a: a.astype(jnp.float32), params)
     single = quantity(net, p32, x.astype(jnp.float32), y)
@@ -324,11 +325,10 @@ def test_float32_jit_and_vmap(name):
     if "mc" not in name and "sampled" not in name:  # draws differ between dtypes
         as64 = jax.tree.map(lambda a: a.astype(jnp.float64), single)
         assert_close(as64, reference, TOL["float32"])
-    jitted = jax.jit(quantity, static_argnums=0)(net, params, x, y)
-    assert_close(jitted, reference)
-    stacked = jax.tree.map(lambda a: jnp.stack([a, 2 * a]), params)
-    both = jax.vmap(quantity, (None, 0, None, None))(net, stacked, x, y)
     doubled = jax.tree.map(lambda a: 2 * a, params)
+    stacked = jax.tree.map(lambda a, b: jnp.stack([a, b]), params, doubled)
+    both = jax.jit(jax.vmap(quantity, (None, 0, None, None)), static_argnums=0)(net, stacked, x, y)
+    assert_close(jax.tree.map(lambda a: a[0], both), reference)
     assert_close(jax.tree.map(lambda a: a[1], both), quantity(net, doubled, x, y))
 
 
