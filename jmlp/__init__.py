@@ -52,6 +52,12 @@ from jmlp.net import MLP as MLP
 from jmlp.parallel import data_mesh as data_mesh
 from jmlp.per_example import per_example_grad_norms as per_example_grad_norms
 from jmlp.per_example import per_example_grads as per_example_grads
+from jmlp.quantities import diag_ggn as diag_ggn
+from jmlp.quantities import diag_ggn_mc as diag_ggn_mc
+from jmlp.quantities import diag_hessian as diag_hessian
+from jmlp.quantities import grad_variance as grad_variance
+from jmlp.quantities import kfac_factors as kfac_factors
+from jmlp.quantities import sum_grad_squared as sum_grad_squared
 from jmlp.runs import load_run as load_run
 from jmlp.train import EnsembleResult as EnsembleResult
 from jmlp.train import FitResult as FitResult
