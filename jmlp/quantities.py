@@ -176,7 +176,7 @@ def _curvature(
     g = g if r is None else g + r
     if per_example:
         return {"W": (h * h)[:, :, None] * g[:, None, :], "b": g}
-    return {"W": einsum(net, "ij,jk->ik", (h * h).T, g), "b": jnp.sum(g, axis=0)}
+    return {"W": einsum(net, "...i,io->...o", (h * h).T, g), "b": jnp.sum(g, axis=0)}
 
 
 def _plus_l2(diagonal: Params, l2) -> Params:
@@ -256,7 +256,7 @@ def _residual(net: MLP, params: Params, cache: Cache, deltas, l: int) -> Array |
     if net.hidden_activations[l] in PIECEWISE_LINEAR:
         return None
     act, z, h = net.activations[l], cache.z[l], cache.h[l + 1]
-    return act.deriv2(z, h) * einsum(net, "ij,jk->ik", deltas[l + 1], params[l + 1]["W"].T)
+    return act.deriv2(z, h) * einsum(net, "...i,io->...o", deltas[l + 1], params[l + 1]["W"].T)
 
 
 def _hessian_rows(net: MLP, params: Params, cache: Cache, t: Array, scale: Array):
@@ -268,7 +268,7 @@ def _hessian_rows(net: MLP, params: Params, cache: Cache, t: Array, scale: Array
     out, r = [(rows, signs, None)], None
     for l in range(net.n_layers - 2, -1, -1):
         w_t = params[l + 1]["W"].T
-        back = einsum(net, "ij,jk->ik", rows, w_t)
+        back = einsum(net, "...i,io->...o", rows, w_t)
         if r is not None:
             back = jnp.concatenate([back, jnp.sqrt(jnp.abs(r))[:, :, None] * w_t[None]], axis=1)
             signs = jnp.concatenate([signs, jnp.sign(r)], axis=1)
@@ -341,8 +341,8 @@ def _kronecker_factors(net: MLP, h: Array, d: Array, signs: Array) -> dict[str, 
     rows = d.reshape(-1, d.shape[-1])
     weighted = (d * signs[:, :, None]).reshape(rows.shape)
     return {
-        "A": einsum(net, "ij,jk->ik", a.T, a) / h.shape[0],
-        "G": einsum(net, "ij,jk->ik", weighted.T, rows),
+        "A": einsum(net, "...i,io->...o", a.T, a) / h.shape[0],
+        "G": einsum(net, "...i,io->...o", weighted.T, rows),
     }
 
 
