@@ -341,10 +341,17 @@ MUTANTS = [
     ),
     Mutant(
         "train: key period from the first word of each key only",
-        "jmlp/train.py",
+        "jmlp/train/setup.py",
         "data = np.asarray(jax.random.key_data(keys)).reshape(len(keys), -1)",
         "data = np.asarray(jax.random.key_data(keys)).reshape(len(keys), -1)[:, :1]",
         (T + "test_train.py::test_key_period_of_keys_from_seeds",),
+    ),
+    Mutant(
+        "train: the ensemble layout (backprop's pass) for every learning rule",
+        "jmlp/train/setup.py",
+        'hand = opts.gradient == "backprop" and opts.rule == "backprop"',
+        'hand = opts.gradient == "backprop"',
+        (T + "test_feedback_training.py::test_fit_many_members_train_with_their_own_feedback",),
     ),
     Mutant(
         "buckets: the first padded row drawn into the permutation",
