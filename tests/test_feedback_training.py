@@ -84,3 +84,15 @@ def test_bad_rule_arguments_name_the_argument(overrides, error, message):
     x, y = data()
     with pytest.raises(error, match=message):
         jmlp.fit(NET, params(), ADAM, x, y, epochs=1, **overrides)
+
+
+def test_a_resumed_run_with_a_rule_is_bitwise_the_uninterrupted_one(tmp_path):
+    x, y = data()
+    kw = {"batch_size": 6, "key": KEY, "rule": "dfa", "feedback": feedback("dfa")}
+    whole = jmlp.fit(NET, params(), ADAM, x, y, epochs=4, **kw)
+    path = tmp_path / "state.npz"
+    jmlp.fit(NET, params(), ADAM, x, y, epochs=2, checkpoint_path=path, **kw)
+    resumed = jmlp.fit(NET, params(), ADAM, x, y, epochs=4, checkpoint_path=path, resume=True, **kw)
+    assert resumed.epochs_run == 4 and resumed.history == whole.history
+    for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(whole.params), strict=True):
+        np.testing.assert_array_equal(a, b)
