@@ -22,8 +22,9 @@ results are those of the ``n`` rows alone.
 The gradient of a block is the delta rule in the layout its shapes call for (``Plan.layout``):
 "single" (one network, batch-major), "columns" (G networks on one shared batch:
 ``jmlp.backprop.member_pass``) or "rows" (``jax.vmap`` of the batch-major pass: per-member
-batches, or autodiff). Stopping rules and the NaN policy are decided here, on the device; the
-host (``jmlp.train``) sees the history once per chunk.
+batches, autodiff, or a learning rule of :mod:`jmlp.feedback`). Stopping rules and the NaN
+policy are decided here, on the device; the host (``jmlp.train``) sees the history once per
+chunk.
 """
 
 from functools import partial
@@ -206,8 +207,8 @@ def _epoch_orders(plan: Plan, data: Data, keys: Any, epoch: Array) -> Array:
 def block_epoch(plan: Plan, data: Data, epoch: Array, block: tuple, block_key) -> tuple:
     """One epoch of one block of G members: ``ceil(n / B)`` steps (one full-batch step).
 
-    ``block = (params, opt_state, hparams, l2, feedback, keys)`` (leading axis G; ``keys`` None when the
-    members share ``block_key``'s data order). Returns the new
+    ``block = (params, opt_state, hparams, l2, feedback, keys)`` (leading axis G; ``keys`` None
+    when the members share ``block_key``'s data order). Returns the new
     ``(params, opt_state)`` and per member: the epoch loss, steps not ok (non-finite, or
     skipped), the first step not ok (-1 if none) and whether the epoch ended finite."""
     params, state, hparams, l2, feedback, keys = block

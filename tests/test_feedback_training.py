@@ -78,6 +78,7 @@ def test_fit_many_members_train_with_their_own_feedback(shared):
         ({"rule": "sign", "gradient": "autodiff"}, ValueError, "gradient: rule 'sign' runs"),
         ({"rule": "dfa", "feedback": feedback("fa")}, ValueError, r"feedback\[0\]: expected shape"),
         ({"rule": "sign", "feedback": feedback("fa")}, ValueError, "feedback: rule 'sign' uses no"),
+        ({"rule": "fa", "feedback": 3}, ValueError, "feedback: expected a list of 2 matrices"),
     ],
 )
 def test_bad_rule_arguments_name_the_argument(overrides, error, message):

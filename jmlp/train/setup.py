@@ -178,7 +178,8 @@ def member_feedback(net: MLP, opts: Options, n: int, single: bool, dtype, size: 
     """The learning rule's matrices ``(M, ...)``: fit's one set, or fit_many's shared set or
     stack of N (:func:`jmlp.init_feedback`); ``()`` for backprop and sign symmetry."""
     given = opts.feedback
-    stacked = not single and given is not None and all(jnp.ndim(b) == 3 for b in given)
+    listed = isinstance(given, (list, tuple))
+    stacked = not single and listed and all(jnp.ndim(b) == 3 for b in given)
     shapes = (
         [jax.ShapeDtypeStruct(jnp.shape(b)[1:], jnp.result_type(b)) for b in given]
         if stacked
