@@ -19,15 +19,18 @@ from jmlp.net import MLP
 Array = jax.Array
 
 
+# specs that are ``a @ b``: taken by jnp.matmul, whose eager calls skip einsum's contraction search
+MATMUL_SPECS = ("...i,io->...o", "...o,oi->...i", "ib,bo->io")
+
+
 def einsum(net: MLP, spec: str, a: Array, b: Array) -> Array:
     """``einsum(spec, a, b)`` in the spec's compute dtype and precision, result in ``a``'s dtype
     (with a ``compute_dtype``, the inputs are cast to it and the sum accumulates in ``a``'s)."""
+    product = jnp.matmul if spec in MATMUL_SPECS else partial(jnp.einsum, spec)
     if net.compute_dtype is None:
-        return jnp.einsum(spec, a, b, precision=net.precision)
+        return product(a, b, precision=net.precision)
     c = jnp.dtype(net.compute_dtype)
-    out = jnp.einsum(
-        spec, a.astype(c), b.astype(c), precision=net.precision, preferred_element_type=a.dtype
-    )
+    out = product(a.astype(c), b.astype(c), precision=net.precision, preferred_element_type=a.dtype)
     return out.astype(a.dtype)
 
 
