@@ -21,6 +21,8 @@ from test_backprop import HIDDEN, PAIR_IDS, PAIRS, targets
 import jmlp
 from jmlp.feedback import RULES, angle, feedback_shapes, rule_gradient
 
+pytestmark = pytest.mark.slow  # minutes of eager autodiff references: the slow set
+
 N_IN, N_OUT, BATCH = 3, 4, 6  # N_OUT: test_backprop's targets
 DEPTHS = {0: (N_IN, N_OUT), 1: (N_IN, 5, N_OUT), 2: (N_IN, 5, 6, N_OUT), 3: (N_IN, 5, 6, 5, N_OUT)}
 SETTINGS = [  # (reduction, weighted, l2): every pair meets each at one of its four depths

@@ -31,6 +31,8 @@ import jmlp
 from jmlp.losses import FUSED
 from jmlp.quantities import FACTORS
 
+pytestmark = pytest.mark.slow  # minutes of eager autodiff references: the slow set
+
 WIDTH, BATCH = 3, 4
 # reduction and batch weights, cycled over the cases (a zero and a negative weight included)
 OPTIONS = [

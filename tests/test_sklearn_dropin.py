@@ -15,7 +15,10 @@ from sklearn.preprocessing import StandardScaler
 
 from jmlp.sklearn import MLPClassifier, MLPRegressor
 
-pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+pytestmark = [  # fits beside scikit-learn's: the slow set
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
+]
 
 
 @pytest.fixture(scope="module")
