@@ -23,6 +23,8 @@ import jmlp.cli
 import jmlp.draw
 from jmlp.runs import predict_raw
 
+pytestmark = pytest.mark.slow  # the command line in fresh processes: the slow set
+
 RUN_FILES = {"config.json", "preprocessing.json", "metrics.csv", "checkpoint.npz", "loss.png"}
 TINY = ["--epochs", "3", "--hidden", "4", "--no-progress"]
 GRADCHECK = ["gradcheck", "--sizes", "4,6,3", "--activation", "tanh", "--batch", "8"]

@@ -33,7 +33,10 @@ EXPECTED_FAILURES = {  # as seen; the classifier's probabilities happen to survi
     },
 }
 # Short runs that stop at max_iter warn as scikit-learn's do; one test checks the warning.
-pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+pytestmark = [  # scikit-learn's estimator checks and fits: the slow set
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
+]
 
 
 def stalled(losses, tol: float, n_iter_no_change: int) -> bool:
