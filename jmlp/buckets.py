@@ -3,8 +3,9 @@
 The engine and the estimators pad every set of examples (training, validation, evaluation,
 prediction) with rows of zeros up to :func:`bucket` ``(n)`` and carry the real count ``n`` as
 data: the padded rows have weight zero, and an epoch's order is a permutation of the real rows
-only (:func:`permutation`, equal to ``jax.random.permutation(key, n)``). A 5-fold split of 426
-examples (340 and 341 rows) and the refit on all of them then share one program.
+only (:func:`permutation`, equal to ``jax.random.permutation(key, n)``). Training sets get room
+for a quarter more rows (:func:`roomy`), so the folds of a 5-fold split and the refit on all rows
+share one program.
 """
 
 import math
@@ -26,6 +27,12 @@ def bucket(n: int) -> int:
     k = math.ceil(math.log2(n))
     three = 3 * 2 ** (k - 2)
     return three if three >= n else 2**k
+
+
+def roomy(n: int) -> int:
+    """``bucket(n + n // 4 + 1)``: room for the rows of a refit on all ``k >= 5`` folds of a
+    k-fold split whose training part has ``n`` (``k n / (k - 1) <= n + n // 4 + 1``)."""
+    return bucket(n + n // 4 + 1)
 
 
 def pad_rows(a: np.ndarray, size: int) -> np.ndarray:

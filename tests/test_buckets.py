@@ -50,15 +50,34 @@ def test_metrics_of_a_padded_set_are_those_of_its_rows(loss):
     assert float(want[0]) == pytest.approx(float(jmlp.loss(net, params, x, t)), rel=1e-13)
 
 
-def test_folds_of_one_bucket_compile_the_training_once():
+def test_folds_and_the_refit_compile_the_training_once():
     rng = np.random.default_rng(1)
     net = jmlp.MLP((5, 7, 3), "relu", "softmax", "cross_entropy")
-    x, y = rng.normal(size=(426, 5)), rng.integers(0, 3, 426)
+    x, y = rng.normal(size=(512, 5)), rng.integers(0, 3, 512)
     opt = optax.adam(0.0123)  # a rate no other test uses: nothing compiled before
     params = jmlp.init_params(jax.random.key(2), net.sizes)
-    with compiled() as names:
-        for rows, val in [(340, 86), (341, 85), (380, 46)]:  # one bucket each: 384, 96, 48
-            jmlp.fit(net, params, opt, x[:rows], y[:rows], epochs=2, batch_size=50,
-                     key=jax.random.key(rows), validation=(x[-val:], y[-val:]))  # fmt: skip
-    chunks = [name for name in names if "run_chunk" in name]
-    assert len(chunks) == 2  # 340 and 341 rows share one; the third validation set (48) another
+
+    def chunks(parts):
+        with compiled() as names:
+            for rows, val in parts:
+                jmlp.fit(net, params, opt, x[:rows], y[:rows], epochs=2, batch_size=50,
+                         key=jax.random.key(rows), validation=(x[-val:], y[-val:]))  # fmt: skip
+        return sum("run_chunk" in name for name in names)
+
+    assert chunks([(340, 86), (341, 85), (426, 86)]) == 1  # 5 folds of 426 rows, then the refit
+    assert chunks([(380, 46)]) == 1  # 46 validation rows would waste the 128 rows: a new size
+
+
+@pytest.mark.parametrize("k", [5, 7, 10])
+def test_the_folds_of_any_k_fold_split_and_its_refit_share_their_row_sizes(k):
+    """For every n, the training parts of a k-fold split (``n - ceil(n/k)`` to ``n - n // k``
+    rows, largest or smallest first) and then all ``n`` rows are given one padded size."""
+    from jmlp.train import programs
+
+    for n in range(10, 3000, 7):
+        parts = sorted({n - -(-n // k), n - n // k})
+        for order in (parts, parts[::-1]):
+            plan = (n, k, len(order))  # a fresh key: no earlier run's sizes
+            sizes = {programs.row_sizes(plan, (rows,)) for rows in [*order, n]}
+            assert len(sizes) == 1, (n, k, order, sizes)
+            assert n <= sizes.pop()[0] < 2 * n

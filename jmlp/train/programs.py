@@ -8,10 +8,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jmlp import engine
+from jmlp import buckets, engine
 from jmlp.engine import Members, Plan
 
 _PROGRAMS: dict = {}  # (what, plan, ...) -> its jitted program
+_ROWS: dict = {}  # plan -> the padded row counts its runs have had (training set, other sets)
 
 
 def _cached(key: Any, build: Callable[[], Any]) -> Any:
@@ -21,6 +22,21 @@ def _cached(key: Any, build: Callable[[], Any]) -> Any:
             _PROGRAMS.pop(next(iter(_PROGRAMS)))
         _PROGRAMS[key] = build()
     return _PROGRAMS[key]
+
+
+def row_sizes(plan: Plan, counts: tuple[int, ...]) -> tuple[int, ...]:
+    """Padded row counts for sets of ``counts`` rows (training set first): the smallest that a run
+    of this plan has had and that hold them within :func:`jmlp.buckets.roomy` sizes, else those
+    sizes. So a refit on all rows reuses the program of the folds before it."""
+    fits = [
+        had for had in _ROWS.get(plan, ())
+        if len(had) == len(counts) and all(n <= s <= buckets.roomy(n) for n, s in zip(counts, had))
+    ]  # fmt: skip
+    sizes = min(fits, key=sum) if fits else tuple(buckets.roomy(n) for n in counts)
+    if plan not in _ROWS and len(_ROWS) >= 256:
+        _ROWS.pop(next(iter(_ROWS)))
+    _ROWS.setdefault(plan, set()).add(sizes)
+    return sizes
 
 
 def stacked(tree: Any) -> Any:

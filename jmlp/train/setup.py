@@ -146,18 +146,20 @@ def engine_keys(key: Any, kind: str, plan: Plan, period: int, size: int) -> Any:
     return key[np.arange(plan.blocks) % period]
 
 
-def padded(data: Data, bucketed: bool) -> Data:
-    """Every set's rows padded with zeros to its :func:`jmlp.buckets.bucket` size (``bucketed``;
-    else as they are), the real counts ``n`` as int32 data: new lengths of one bucket share the
-    compiled program."""
+def padded(data: Data, sizes: tuple[int, ...] | None) -> Data:
+    """Every set's rows padded with zeros to its size in ``sizes`` (training set first; None: as
+    they are), the real counts ``n`` as int32 data: sets of new lengths share the compiled
+    program."""
 
-    def pad(x, t, n):
-        if bucketed:
-            x, t = (jax.device_put(buckets.pad_rows(a, buckets.bucket(n))) for a in (x, t))
-        return x, t, np.int32(n)
+    def pad(x, t, size):
+        n = np.int32(len(x))
+        if size is not None:
+            x, t = (jax.device_put(buckets.pad_rows(a, size)) for a in (x, t))
+        return x, t, n
 
-    x, t, n = pad(data.x, data.t, data.n)
-    return Data(x, t, n, tuple(pad(x_s, t_s, len(x_s)) for x_s, t_s in data.sets))
+    sets = ((data.x, data.t), *data.sets)
+    (x, t, n), *rest = [pad(*s, size) for s, size in zip(sets, sizes or [None] * len(sets))]
+    return Data(x, t, n, tuple(rest))
 
 
 def member_sharding(plan: Plan, mesh) -> Any:
@@ -243,7 +245,10 @@ def prepare(net: MLP, optimizer, x, y, params, opts: Options, n: int, single: bo
         feedback=member_feedback(net, opts, n, single, x.dtype, size)
     )
     members = programs.starter(plan, size, single)(params, opts.opt_state, run_settings.hparams)
-    data = padded(Data(x, t, rows, sets), mesh is None)
+    counts = (rows, *(len(x_s) for x_s, _ in sets))
+    data = padded(
+        Data(x, t, rows, sets), programs.row_sizes(plan, counts) if mesh is None else None
+    )
     if mesh is not None:
         data = parallel.place(data, parallel.replicated(mesh), keep_global=True)
         members, run_settings = on_mesh(plan, mesh, members, run_settings)
