@@ -177,6 +177,27 @@ def per_member(name: str, value: Any, n: int, dtype, *, integer: bool = False) -
     return np.broadcast_to(np.asarray(a, dtype), (n,))
 
 
+def check_sample_weight(sample_weight: Any, n: int, dtype) -> np.ndarray | None:
+    """``sample_weight`` (None, or ``(n,)`` finite numbers >= 0, not all 0) as numpy ``dtype``;
+    errors name the argument."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight)
+    real = np.issubdtype(w.dtype, np.integer) or np.issubdtype(w.dtype, np.floating)
+    if w.dtype == bool or not real:
+        raise TypeError(f"sample_weight: expected real numbers, got dtype {w.dtype}")
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight: expected shape ({n},), one weight per example of x, "
+                         f"got shape {w.shape}")  # fmt: skip
+    bad = np.flatnonzero(~(np.isfinite(w) & (w >= 0)))
+    if bad.size:
+        raise ValueError(f"sample_weight: expected finite numbers >= 0, got {w[bad[0]].item()!r} "
+                         f"(row {bad[0]})")  # fmt: skip
+    if not np.any(w > 0):
+        raise ValueError("sample_weight: expected at least one weight > 0, got all 0")
+    return np.asarray(w, dtype)
+
+
 def hparams_per_member(hparams: Any, n: int, dtype) -> dict[str, Array]:
     if hparams is None:
         return {}

@@ -9,11 +9,12 @@ order; a member that stops is frozen, and the loop ends when every member has st
         for each block of G members:                               (lax.map over blocks)
             perm = permutation(fold_in(key, e), n)  (the block's key, or one per member)
             for s = 1..ceil(n / B):                                (lax.fori_loop)
-                rows perm[sB : sB + B], those past n masked by weights w_n
+                rows I = perm[sB : sB + B] weighing w_I (the examples' weights, 1 unless
+                given; 0 past n); no step where sum w_I = 0
                 (L_s, g) = gradient of the block's members on their mini-batches
                 updates, state = optimizer(h_m).update(g, state, params);  params += updates
-        per member: epoch loss sum_s n_s L_s / n, the NaN policy, metrics of the validation
-        and evaluation sets, the best val_loss (patience), tol; the history row i
+        per member: epoch loss sum_s (sum w_I) L_s / sum w (mean), the NaN policy, metrics of
+        the validation and evaluation sets, the best val_loss (patience), tol; the history row i
 
 Every set of examples holds ``P >= n`` rows, the last ``P - n`` zeros (:mod:`jmlp.buckets`):
 the real count ``n`` is data, so sets of one bucket size share one compiled program, and the
@@ -38,7 +39,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from jmlp import buckets
 from jmlp.backprop import delta_rule, member_pass, with_l2
 from jmlp.feedback import rule_gradient
-from jmlp.forward import example_scale, forward_cache, l2_penalty, per_example_loss
+from jmlp.forward import forward_cache, l2_penalty, per_example_loss
 from jmlp.layouts import batch_major
 from jmlp.metrics import validation_metrics, validation_names
 from jmlp.net import MLP
@@ -95,12 +96,14 @@ class Settings(NamedTuple):
 
 class Data(NamedTuple):
     """``x (P, n_0)``, target rows ``t (P, n_L)`` of which the first ``n`` (int32) are real, and
-    the sets evaluated after every epoch (validation first): a tuple of ``(x, t, n)`` alike."""
+    the sets evaluated after every epoch (validation first): a tuple of ``(x, t, n)`` alike;
+    ``w (P,)``: the examples' weights (0 for the padding), or None (every example weighs 1)."""
 
     x: Array
     t: Array
     n: Array
     sets: tuple
+    w: Array | None = None
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -165,8 +168,9 @@ def _one_gradient(net: MLP, gradient: str, rule: str):
 
 
 def block_gradient(plan: Plan):
-    """``(params (G, ...), feedback (G, ...), x, t, scale (B,), l2 (G,)) -> (L (G,), grads (G,
-    ...))``; ``x`` and ``t`` shared ``(B, n)`` or, with one data order per member, ``(G, B, n)``."""
+    """``(params (G, ...), feedback (G, ...), x, t, scale, l2 (G,)) -> (L (G,), grads (G,
+    ...))``; ``x`` and ``t`` shared ``(B, n)`` or, with one data order per member, ``(G, B, n)``;
+    ``scale`` ``(B,)``, or ``(G, B)`` (weighted examples in per-member orders)."""
     if plan.layout == "columns":
         return lambda params, feedback, *batch: member_pass(plan.net, params, *batch)
     one = _one_gradient(plan.net, plan.gradient, plan.rule)
@@ -176,21 +180,43 @@ def block_gradient(plan: Plan):
             if not plan.shared_order:  # this member's own rows (1, B, n)
                 x, t = x[0], t[0]
             first = jax.tree.map(lambda a: a[0], (params, feedback))
-            value, grads = one(*first, x, t, scale, l2[0])
+            value, grads = one(*first, x, t, scale.reshape(-1), l2[0])
             return jax.tree.map(lambda a: a[None], (value, grads))
 
         return single
     data_axis = None if plan.shared_order else 0
-    return jax.vmap(one, in_axes=(0, 0, data_axis, data_axis, None, 0))
+
+    def rows(params, feedback, x, t, scale, l2):
+        axes = (0, 0, data_axis, data_axis, None if scale.ndim == 1 else 0, 0)
+        return jax.vmap(one, in_axes=axes)(params, feedback, x, t, scale, l2)
+
+    return rows
 
 
 # ----------------------------------------------------------------------------- one epoch
 
 
+def step_weights(data: Data, idx: Array | None, mask: Array) -> Array:
+    """This step's example weights: the 0/1 row ``mask`` ``(B,)`` times the examples' weights
+    ``w[idx]`` (``(B,)``, or ``(G, B)`` with one data order per member) when there are any."""
+    if data.w is None:
+        return mask
+    return mask * (data.w if idx is None else data.w[idx])
+
+
+def step_scale(net: MLP, weights: Array) -> Array:
+    """``s_n`` of ``L = sum_n s_n l_n`` over the last axis: ``w_n / sum w`` (mean; 0 where every
+    weight is 0) or ``w_n`` (sum)."""
+    if net.reduction != "mean":
+        return weights
+    total = jnp.sum(weights, axis=-1, keepdims=True)
+    return weights / jnp.where(total > 0, total, 1)
+
+
 def _step_batch(plan: Plan, data: Data, idx: Array | None, weights: Array):
     """This step's ``(x, t, scale)``: the whole set, or rows ``idx`` (shared or per member)."""
     x, t = (data.x, data.t) if idx is None else (data.x[idx], data.t[idx])
-    scale = example_scale(plan.net, weights.shape[0], weights, x.dtype)
+    scale = step_scale(plan.net, weights)
     if plan.split is not None:
         x, t, scale = jax.lax.with_sharding_constraint((x, t, scale), plan.split)
     return x, t, scale
@@ -225,19 +251,27 @@ def block_epoch(plan: Plan, data: Data, epoch: Array, block: tuple, block_key) -
         else:
             idx, weights = step_rows(order, data.n, plan.batch, s)
             weights = weights.astype(dtype)  # idx (B,) shared, or (G, B) per member
+        weights = step_weights(data, idx, weights)
         x, t, scale = _step_batch(plan, data, idx, weights)
         values, grads = gradient(p, feedback, x, t, scale, l2)
         updates, new_st = update(hparams, grads, st, p)
         new_p = optax.apply_updates(p, updates)
+        if data.w is not None:  # a step whose examples all weigh 0 is no step
+            taken = jnp.broadcast_to(jnp.sum(weights, -1) > 0, (members,))
+            new_p, new_st = select(taken, new_p, p), select(taken, new_st, st)
         if plan.mode == "fast":
             ok = jnp.isfinite(values)
         else:
             ok = members_finite((values, new_p, new_st))
             ok = ok & ok_so_far if plan.mode == "stop" else ok
             new_p, new_st = select(ok, new_p, p), select(ok, new_st, st)
-        weight = jnp.sum(weights) * ok if plan.net.reduction == "mean" else 1
+        total = jnp.sum(weights, -1)  # () shared, or (G,)
+        if plan.net.reduction == "mean":
+            weight = total * ok
+        else:  # a step not taken (every weight 0) adds nothing
+            weight = 1 if data.w is None else (total > 0).astype(dtype)
         loss = loss + jnp.where(ok, values, 0) * weight
-        count = count + jnp.sum(weights) * ok
+        count = count + total * ok
         first_bad = jnp.where((first_bad < 0) & ~ok, s, first_bad)
         return new_p, new_st, ok, loss, count, not_ok + ~ok, first_bad
 

@@ -41,6 +41,7 @@ class Options:
     opt_state: Any = None
     block_size: int | None = None
     shuffle: bool = True
+    sample_weight: Any = None
 
     def __post_init__(self):
         check_int("epochs", self.epochs, 1)

@@ -13,6 +13,7 @@ from jmlp.arguments import (
     check_int,
     check_key,
     check_mesh,
+    check_sample_weight,
     evaluation_sets,
     hparams_per_member,
     per_member,
@@ -147,9 +148,9 @@ def engine_keys(key: Any, kind: str, plan: Plan, period: int, size: int) -> Any:
 
 
 def padded(data: Data, sizes: tuple[int, ...] | None) -> Data:
-    """Every set's rows padded with zeros to its size in ``sizes`` (training set first; None: as
-    they are), the real counts ``n`` as int32 data: sets of new lengths share the compiled
-    program."""
+    """Every set's rows (and the examples' weights) padded with zeros to its size in ``sizes``
+    (training set first; None: as they are), the real counts ``n`` as int32 data: sets of new
+    lengths share the compiled program."""
 
     def pad(x, t, size):
         n = np.int32(len(x))
@@ -158,8 +159,12 @@ def padded(data: Data, sizes: tuple[int, ...] | None) -> Data:
         return x, t, n
 
     sets = ((data.x, data.t), *data.sets)
-    (x, t, n), *rest = [pad(*s, size) for s, size in zip(sets, sizes or [None] * len(sets))]
-    return Data(x, t, n, tuple(rest))
+    sizes = sizes or [None] * len(sets)
+    (x, t, n), *rest = [pad(*s, size) for s, size in zip(sets, sizes)]
+    w = data.w
+    if w is not None:
+        w = jax.device_put(w if sizes[0] is None else buckets.pad_rows(w, sizes[0]))
+    return Data(x, t, n, tuple(rest), w)
 
 
 def member_sharding(plan: Plan, mesh) -> Any:
@@ -211,6 +216,7 @@ def prepare(net: MLP, optimizer, x, y, params, opts: Options, n: int, single: bo
     x, t = training_arrays(net, first, x, y, ("x", "y"))
     names, sets = evaluation_sets(net, first, opts.validation, opts.evaluate)
     rows = x.shape[0]
+    w = check_sample_weight(opts.sample_weight, rows, x.dtype)
     if opts.batch_size is not None:
         check_int("batch_size", opts.batch_size, 1, rows)
     batch = None if opts.batch_size in (None, rows) else opts.batch_size
@@ -247,7 +253,7 @@ def prepare(net: MLP, optimizer, x, y, params, opts: Options, n: int, single: bo
     members = programs.starter(plan, size, single)(params, opts.opt_state, run_settings.hparams)
     counts = (rows, *(len(x_s) for x_s, _ in sets))
     data = padded(
-        Data(x, t, rows, sets), programs.row_sizes(plan, counts) if mesh is None else None
+        Data(x, t, rows, sets, w), programs.row_sizes(plan, counts) if mesh is None else None
     )
     if mesh is not None:
         data = parallel.place(data, parallel.replicated(mesh), keep_global=True)
