@@ -201,7 +201,8 @@ def step_weights(data: Data, idx: Array | None, mask: Array) -> Array:
     ``w[idx]`` (``(B,)``, or ``(G, B)`` with one data order per member) when there are any."""
     if data.w is None:
         return mask
-    return mask * (data.w if idx is None else data.w[idx])
+    w = data.w if idx is None else data.w[idx]
+    return jnp.broadcast_to(mask, w.shape) * w
 
 
 def step_scale(net: MLP, weights: Array) -> Array:

@@ -14,7 +14,12 @@ from sklearn.utils.multiclass import (
     type_of_target,
     unique_labels,
 )
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 
 from jmlp import buckets
 from jmlp.checks import check_finite_rows
@@ -40,6 +45,15 @@ def _dense(X) -> np.ndarray:
     return np.asarray(X, np.float32)
 
 
+def _weights(sample_weight, X) -> np.ndarray | None:
+    """scikit-learn's checks of ``sample_weight`` (a number, or ``(n,)`` finite, not all 0, here
+    also >= 0), as float32; None stays None."""
+    if sample_weight is None:
+        return None
+    w = _check_sample_weight(sample_weight, X, ensure_non_negative=True)
+    return np.asarray(w, np.float32)
+
+
 class _MLPEstimator(BaseEstimator):
     """What the classifier and the regressor share: settings, the network, training."""
 
@@ -55,8 +69,9 @@ class _MLPEstimator(BaseEstimator):
         settings += (float(self.beta_1), float(self.beta_2), float(self.epsilon))
         return make_optimizer(self.solver, *settings)
 
-    def _fit_arrays(self, x: np.ndarray, t: np.ndarray, loss: str, first: bool, incremental: bool):
-        """Start or continue the network on checked ``x (n, n_in)`` and targets ``t (n, n_out)``."""
+    def _fit_arrays(self, x, t, w, loss: str, first: bool, incremental: bool):
+        """Start or continue the network on checked ``x (n, n_in)``, targets ``t (n, n_out)`` and
+        example weights ``w (n,)`` (or None)."""
         net = self._net(x.shape[1], t.shape[1], loss)
         rng = check_random_state(self.random_state)
         if first or self.net_ != net:  # a changed net (set_params) starts afresh
@@ -68,9 +83,9 @@ class _MLPEstimator(BaseEstimator):
             self.opt_state_ = None
             stochastic.reset_progress(self)
         if self.solver == "lbfgs":
-            lbfgs.train(self, x, t)
+            lbfgs.train(self, x, t, w)
         else:
-            stochastic.train(self, x, t, incremental, rng)
+            stochastic.train(self, x, t, w, incremental, rng)
         return self
 
     def _outputs(self, X, check_input: bool = True) -> np.ndarray:
@@ -114,7 +129,8 @@ _DOC_PARAMETERS = """
       ``nesterovs_momentum``, ``learning_rate`` ``"constant"``, ``"invscaling"`` with
       ``power_t``, ``"adaptive"``) or ``"lbfgs"`` (full batch; ``max_iter``, ``max_fun``,
       ``tol``); ``learning_rate_init``: the step size eta.
-    - ``alpha``: L2 penalty, ``alpha / (2 B) sum ||W||^2`` added to each batch's mean loss.
+    - ``alpha``: L2 penalty, ``alpha / (2 B) sum ||W||^2`` added to each batch's mean loss
+      (with ``sample_weight``: ``alpha / (2 B w_mean)``, ``w_mean`` the mean weight).
     - ``batch_size``: ``"auto"`` = ``min(200, n)``, or an int; ``shuffle``: reshuffle each epoch.
     - ``max_iter``: epochs per fit. ``tol``, ``n_iter_no_change`` (``np.inf``: never stop early):
       stop when the training loss has not fallen by ``tol`` for more than ``n_iter_no_change``
@@ -174,15 +190,16 @@ class MLPClassifier(ClassifierMixin, _MLPEstimator):
     def _output(loss: str) -> str:
         return "softmax" if loss == "cross_entropy" else "sigmoid"
 
-    def fit(self, X, y) -> "MLPClassifier":
+    def fit(self, X, y, sample_weight=None) -> "MLPClassifier":
         """Train on ``X (n, n_features)`` (dense or CSR/CSC) and labels ``y (n,)`` of any type,
-        or a multilabel indicator ``y (n, k)``."""
+        or a multilabel indicator ``y (n, k)``; ``sample_weight (n,)``: each example's weight in
+        the loss (scikit-learn's: ``sum_n w_n l_n / sum w`` on each batch)."""
         self._validate_params()
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, sample_weight, incremental=False)
 
-    def partial_fit(self, X, y, classes=None) -> "MLPClassifier":
-        """One epoch over ``(X, y)``, continuing the weights and optimizer state; the first call
-        needs ``classes``, every label there may be."""
+    def partial_fit(self, X, y, sample_weight=None, classes=None) -> "MLPClassifier":
+        """One epoch over ``(X, y)`` (weighted by ``sample_weight``), continuing the weights and
+        optimizer state; the first call needs ``classes``, every label there may be."""
         self._validate_params()
         if self.solver not in ("sgd", "adam"):
             raise AttributeError(
@@ -193,9 +210,9 @@ class MLPClassifier(ClassifierMixin, _MLPEstimator):
             self._label_binarizer = LabelBinarizer()
             multilabel = type_of_target(y).startswith("multilabel")
             self._label_binarizer.fit(y if multilabel else classes)
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, sample_weight, incremental=True)
 
-    def _fit(self, X, y, incremental: bool) -> "MLPClassifier":
+    def _fit(self, X, y, sample_weight, incremental: bool) -> "MLPClassifier":
         hidden_sizes(self.hidden_layer_sizes)
         first = not hasattr(self, "params_") or not (self.warm_start or incremental)
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
@@ -211,7 +228,8 @@ class MLPClassifier(ClassifierMixin, _MLPEstimator):
         loss = "cross_entropy" if self._label_binarizer.y_type_ == "multiclass" else (
             "binary_cross_entropy")  # fmt: skip
         self._stratify = t.shape[1] == 1
-        return self._fit_arrays(_dense(X), t, loss, first, incremental)
+        w = _weights(sample_weight, X)
+        return self._fit_arrays(_dense(X), t, w, loss, first, incremental)
 
     def _set_classes(self, y, first: bool, incremental: bool) -> None:
         """scikit-learn's rules: a fit defines ``classes_``; a warm start needs the same set;
@@ -233,11 +251,11 @@ class MLPClassifier(ClassifierMixin, _MLPEstimator):
                 f"`self.classes_` has {self.classes_}. 'y' has {classes}."
             )
 
-    def _score_params(self, params, x, t) -> float:
+    def _score_params(self, params, x, t, w=None) -> float:
         out = self._outputs_with(params, x)
         if not np.isfinite(out).all():
             return np.nan
-        return accuracy_score(self._labels(t), self._labels(out))
+        return accuracy_score(self._labels(t), self._labels(out), sample_weight=w)
 
     def _labels(self, out: np.ndarray) -> np.ndarray:
         return self._label_binarizer.inverse_transform(out.ravel() if out.shape[1] == 1 else out)
@@ -309,22 +327,25 @@ class MLPRegressor(RegressorMixin, _MLPEstimator):
     def _output(loss: str) -> str:
         return "identity"
 
-    def fit(self, X, y) -> "MLPRegressor":
-        """Train on ``X (n, n_features)`` (dense or CSR/CSC) and ``y (n,)`` or ``(n, k)``."""
+    def fit(self, X, y, sample_weight=None) -> "MLPRegressor":
+        """Train on ``X (n, n_features)`` (dense or CSR/CSC) and ``y (n,)`` or ``(n, k)``;
+        ``sample_weight (n,)``: each example's weight in the loss (scikit-learn's: ``sum_n w_n
+        l_n / sum w`` on each batch)."""
         self._validate_params()
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, sample_weight, incremental=False)
 
-    def partial_fit(self, X, y) -> "MLPRegressor":
-        """One epoch over ``(X, y)``, continuing the weights and optimizer state."""
+    def partial_fit(self, X, y, sample_weight=None) -> "MLPRegressor":
+        """One epoch over ``(X, y)`` (weighted by ``sample_weight``), continuing the weights and
+        optimizer state."""
         self._validate_params()
         if self.solver not in ("sgd", "adam"):
             raise AttributeError(
                 f"partial_fit is only available for stochastic optimizers. {self.solver} is not "
                 "stochastic."
             )
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, sample_weight, incremental=True)
 
-    def _fit(self, X, y, incremental: bool) -> "MLPRegressor":
+    def _fit(self, X, y, sample_weight, incremental: bool) -> "MLPRegressor":
         hidden_sizes(self.hidden_layer_sizes)
         first = not hasattr(self, "params_") or not (self.warm_start or incremental)
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
@@ -336,11 +357,12 @@ class MLPRegressor(RegressorMixin, _MLPEstimator):
             raise ValueError(f"y: expected {self.net_.sizes[-1]} targets per row, got {t.shape[1]}")
         self._stratify = False
         loss = REGRESSION_LOSSES.get(self.loss, self.loss)
-        return self._fit_arrays(_dense(X), t, loss, first, incremental)
+        w = _weights(sample_weight, X)
+        return self._fit_arrays(_dense(X), t, w, loss, first, incremental)
 
-    def _score_params(self, params, x, t) -> float:
+    def _score_params(self, params, x, t, w=None) -> float:
         out = self._outputs_with(params, x)
-        return r2_score(t, out) if np.isfinite(out).all() else np.nan
+        return r2_score(t, out, sample_weight=w) if np.isfinite(out).all() else np.nan
 
     def predict(self, X) -> np.ndarray:
         """Predictions ``(n,)`` for one output, else ``(n, n_outputs_)``, float64."""

@@ -48,19 +48,23 @@ def batch_size(est, n: int) -> int:
     return int(np.clip(est.batch_size, 1, n))
 
 
-def validation_split(est, x, t, rng):
-    """scikit-learn's held-out set: ``validation_fraction`` of the rows, stratified for one
-    output (classes), drawn from the fit's random state."""
+def validation_split(est, x, t, w, rng):
+    """scikit-learn's held-out set: ``validation_fraction`` of the rows (their weights ``w``
+    with them, or None), stratified for one output (classes), drawn from the fit's random
+    state. Returns ``(x, t, w, (x_val, t_val, w_val))``."""
     stratify = t if est._stratify else None
-    x, x_val, t, t_val = train_test_split(
-        x, t, random_state=rng, test_size=est.validation_fraction, stratify=stratify
+    arrays = (x, t) if w is None else (x, t, w)
+    parts = train_test_split(
+        *arrays, random_state=rng, test_size=est.validation_fraction, stratify=stratify
     )
+    x, x_val, t, t_val = parts[:4]
+    w, w_val = parts[4:] if w is not None else (None, None)
     if x_val.shape[0] < 2:
         raise ValueError(
             "The validation set is too small. Increase 'validation_fraction' or the size of your "
             "dataset."
         )
-    return x, t, (x_val, t_val)
+    return x, t, w, (x_val, t_val, w_val)
 
 
 def reset_progress(est) -> None:
@@ -136,8 +140,9 @@ def _fresh_count(state):
     return state if count is None else state._replace(count=jnp.zeros_like(count))
 
 
-def _fit_once(est, x, t, epochs: int, continuing: bool, callback, seed: int):
+def _fit_once(est, x, t, w, epochs: int, continuing: bool, callback, seed: int):
     n, batch = len(x), batch_size(est, len(x))
+    mean_weight = 1.0 if w is None else float(np.mean(w, dtype=np.float64))
     on_host = callback is not None or np.isinf(est.n_iter_no_change)
     return jmlp_fit(
         est.net_,
@@ -149,7 +154,9 @@ def _fit_once(est, x, t, epochs: int, continuing: bool, callback, seed: int):
         epochs=epochs,
         batch_size=batch,
         key=key_for(seed, est.t_),
-        l2=est.alpha / batch,  # scikit-learn's alpha / (2 B) ||W||^2 on each batch's loss
+        # scikit-learn's alpha / (2 sum_I w) ||W||^2 on each batch's loss: sum_I w ~ B w_mean
+        l2=est.alpha / (batch * mean_weight),
+        sample_weight=w,
         gradient=est.gradient,
         patience=None if on_host else int(est.n_iter_no_change) + 1,
         min_delta=float(est.tol),
@@ -165,7 +172,7 @@ def _on_host(est, incremental: bool) -> bool:
     return not incremental and (est.verbose or est.early_stopping or adaptive or continuing)
 
 
-def _epochs(est, x, t, incremental: bool, validation, seed: int) -> None:
+def _epochs(est, x, t, w, incremental: bool, validation, seed: int) -> None:
     """Run the epochs of one fit (or one partial_fit), keeping the bookkeeping."""
     remaining = 1 if incremental else est.max_iter
     while remaining > 0:
@@ -177,7 +184,8 @@ def _epochs(est, x, t, incremental: bool, validation, seed: int) -> None:
 
         host = _on_host(est, incremental)
         try:
-            result = _fit_once(est, x, t, remaining, incremental, callback if host else None, seed)
+            hook = callback if host else None
+            result = _fit_once(est, x, t, w, remaining, incremental, hook, seed)
         except NonFiniteLossError as error:
             result = error.result
         est.params_, est.opt_state_ = result.params, result.opt_state
@@ -204,18 +212,19 @@ def _diverged(est, n: int, validation) -> None:
         est.validation_scores_.append(np.nan)
 
 
-def train(est, x: np.ndarray, t: np.ndarray, incremental: bool, rng) -> None:
+def train(est, x: np.ndarray, t: np.ndarray, w, incremental: bool, rng) -> None:
     """Fit (``max_iter`` epochs and the stopping rule) or one partial_fit epoch, on the weights
-    ``est.params_``, from the optimizer state ``est.opt_state_`` (None: a fresh one)."""
+    ``est.params_``, from the optimizer state ``est.opt_state_`` (None: a fresh one); ``w
+    (n,)``: the examples' weights, or None."""
     if est.early_stopping and incremental:
         raise ValueError("partial_fit does not support early_stopping=True")
     validation = None
     if est.early_stopping:
-        x, t, validation = validation_split(est, x, t, rng)
+        x, t, w, validation = validation_split(est, x, t, w, rng)
     seed = rng.randint(np.iinfo(np.int32).max)  # the data order's key
     if not incremental:
         est.n_iter_, est.opt_state_, est._rate = 0, None, float(est.learning_rate_init)
-    _epochs(est, x, t, incremental, validation, seed)
+    _epochs(est, x, t, w, incremental, validation, seed)
     if (
         not incremental
         and est.n_iter_ == est.max_iter
