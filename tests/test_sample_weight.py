@@ -107,6 +107,7 @@ def test_mini_batch_fit_equals_the_loop_and_skips_a_batch_of_zero_weight():
     assert_trees(result.opt_state, state, **F64)  # Adam's count: 3 steps, then 4
 
 
+@pytest.mark.slow
 def test_sum_reduction_weighs_each_loss_by_w_and_sums_the_steps():
     """``L_I = sum_{n in I} w_n l_n + l2/2 ||W||^2``; the epoch's loss is the sum over steps."""
     result = jmlp.fit(SUM, params(), optax.sgd(0.01), X, Y, epochs=2, l2=L2, sample_weight=W,
@@ -133,14 +134,15 @@ def test_weights_all_one_are_no_weights():
     assert_trees(ones.params, none.params, rtol=0, atol=1e-15)
 
 
-def test_a_row_of_zero_weight_is_the_row_removed_full_batch():
+def test_integer_weights_are_rows_removed_or_repeated_full_batch():
+    """Weights 0 and 2: the rows left out or given twice (the same mean, full batch)."""
     w = np.ones(N)
-    w[[3, 11]] = 0.0
-    kept = w > 0
+    w[[3, 11]], w[[5, 7]] = 0.0, 2.0
+    rows = np.repeat(np.arange(N), w.astype(int))
     weighted = jmlp.fit(NET, params(), ADAM, X, Y, epochs=3, l2=L2, sample_weight=w)
-    removed = jmlp.fit(NET, params(), ADAM, X[kept], Y[kept], epochs=3, l2=L2)
-    np.testing.assert_allclose(weighted.history["loss"], removed.history["loss"], **F64)
-    assert_trees(weighted.params, removed.params, **F64)
+    repeated = jmlp.fit(NET, params(), ADAM, X[rows], Y[rows], epochs=3, l2=L2)
+    np.testing.assert_allclose(weighted.history["loss"], repeated.history["loss"], **F64)
+    assert_trees(weighted.params, repeated.params, **F64)
 
 
 def test_new_weights_do_not_recompile():
@@ -198,6 +200,7 @@ def test_bad_weights_name_the_argument(weights, error, message):
 # ----------------------------------------------------------------------------- jmlp.fit_many
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("keys", ["shared", "each"])
 def test_fit_many_members_are_fit_with_the_same_weights(keys):
     """One data order (the "columns" pass) or one per member (per-member weight rows)."""

@@ -24,12 +24,25 @@ BATCH_ROUNDING = (
     "float32 predictions depend on the batch's rows to a few ulps (XLA:CPU matmul blocking); "
     "the check asks for 1e-7"
 )
+# Integer weights and the rows repeated that many times are the same sums in another order:
+# in float32 the predictions agree to a few ulps (measured: 1.2e-7 absolute, 6e-7 relative), and
+# these checks want 1e-7 relative.
+WEIGHT_ROUNDING = (
+    "float32: a weighted fit and the fit on repeated rows round differently (a few ulps); the "
+    "check asks for 1e-7"
+)
+SAMPLE_WEIGHT_EQUIVALENCE = {
+    "check_sample_weight_equivalence_on_dense_data": WEIGHT_ROUNDING,
+    "check_sample_weight_equivalence_on_sparse_data": WEIGHT_ROUNDING,
+}
 EXPECTED_FAILURES = {  # as seen; the classifier's probabilities happen to survive reordering
-    "MLPClassifier": {"check_methods_subset_invariance": BATCH_ROUNDING},
+    "MLPClassifier": {"check_methods_subset_invariance": BATCH_ROUNDING}
+    | SAMPLE_WEIGHT_EQUIVALENCE,
     "MLPRegressor": {
         "check_methods_subset_invariance": BATCH_ROUNDING,
         "check_methods_sample_order_invariance": BATCH_ROUNDING,
-    },
+    }
+    | SAMPLE_WEIGHT_EQUIVALENCE,
 }
 # Short runs that stop at max_iter warn as scikit-learn's do; one test checks the warning.
 pytestmark = [  # scikit-learn's estimator checks and fits: the slow set
