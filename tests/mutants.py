@@ -368,6 +368,23 @@ MUTANTS = [
         (T + "test_train.py::test_partial_last_batch_matches_python_loop",),
     ),
     Mutant(
+        "engine: the examples' weights left out of a step",
+        "jmlp/engine.py",
+        "return jnp.broadcast_to(mask, w.shape) * w",
+        "return jnp.broadcast_to(mask, w.shape)",
+        (T + "test_sample_weight.py::test_full_batch_fit_equals_steps_on_the_weighted_loss",),
+    ),
+    Mutant(
+        "engine: a step on a batch whose weights are all 0 taken",
+        "jmlp/engine.py",
+        "taken = jnp.broadcast_to(jnp.sum(weights, -1) > 0, (members,))",
+        "taken = jnp.broadcast_to(jnp.sum(weights, -1) >= 0, (members,))",
+        (
+            T + "test_sample_weight.py::"
+            "test_mini_batch_fit_equals_the_loop_and_skips_a_batch_of_zero_weight",
+        ),
+    ),
+    Mutant(
         "metrics: the first padded row counted in a set's metrics",
         "jmlp/metrics.py",
         "weights = (jnp.arange(x.shape[0]) < (val[2]",

@@ -13,7 +13,8 @@ prediction program) and pass scikit-learn's estimator checks (the list of checks
     model = make_pipeline(StandardScaler(), MLPClassifier((64,), max_iter=50, random_state=0))
     model.fit(X_train, y_train).score(X_test, y_test)
 
-What stays different is in docs/scikit-learn.md: float32 arithmetic, and no ``sample_weight``.
+``fit`` and ``partial_fit`` take ``sample_weight`` (``jmlp.fit``'s per-example weights). What
+stays different is in docs/scikit-learn.md: float32 arithmetic, mainly.
 """
 
 try:
