@@ -261,6 +261,7 @@ def test_estimators_check_weights_with_scikit_learns_messages(iris, weights, mes
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize(
     "settings",
     [
@@ -282,6 +283,7 @@ def test_full_batch_weighted_fits_follow_scikit_learns(settings):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_weighted_lbfgs_follows_scikit_learns(iris):
     x, y, w = iris
     both = {"hidden_layer_sizes": (8,), "solver": "lbfgs", "max_iter": 3, "random_state": 0,
@@ -293,6 +295,7 @@ def test_weighted_lbfgs_follows_scikit_learns(iris):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_early_stopping_holds_out_the_weights_and_scores_with_them(iris):
     x, y, w = iris
     both = {"hidden_layer_sizes": (8,), "max_iter": 5, "random_state": 0, "batch_size": 135,
@@ -304,6 +307,7 @@ def test_early_stopping_holds_out_the_weights_and_scores_with_them(iris):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_sample_weight_none_is_the_unweighted_fit(iris):
     x, y, _ = iris
     both = {"hidden_layer_sizes": (8,), "max_iter": 3, "random_state": 0, "batch_size": 50}
