@@ -87,7 +87,7 @@ def fit(
     mesh: Mesh | None = None,
     opt_state: Any = None,
     shuffle: bool = True,
-    sample_weight=None,
+    sample_weight: Any = None,
 ) -> FitResult:
     """Train ``params`` on ``x (N, n_in)``, ``y`` (rows ``(N, n_out)`` or integer labels ``(N,)``).
 
@@ -142,9 +142,9 @@ def fit(
     - ``sample_weight``: ``(N,)`` finite numbers >= 0, not all 0: example n weighs ``w_n`` in
       every loss it enters, as :func:`jmlp.loss`'s ``weights``: a step on the rows ``I`` descends
       ``sum_{n in I} s_n l_n + l2/2 sum ||W||^2`` with ``s_n = w_n / sum_I w`` (mean; no step
-      where ``sum_I w = 0``) or ``w_n`` (sum), and the epoch's loss is
-      ``sum_I (sum_I w) L_I / sum w``. Validation and evaluation metrics are unweighted. The
-      weights are data (new values do not recompile); give them again to resume.
+      where ``sum_I w = 0``) or ``w_n`` (sum); the epoch's loss is ``sum_I (sum_I w) L_I /
+      sum w`` (mean) or ``sum_I L_I`` (sum). Validation and evaluation metrics are unweighted.
+      The weights are data (new values do not recompile); give them again to resume.
 
     **Returns:** :class:`FitResult` ``(params, opt_state, history, epochs_run, stopped, key)``.
 
@@ -221,7 +221,7 @@ def fit_many(
     opt_state: Any = None,
     block_size: int | None = None,
     shuffle: bool = True,
-    sample_weight=None,
+    sample_weight: Any = None,
 ) -> EnsembleResult:
     """Train N networks (an ensemble, a sweep over hyper-parameters or seeds) in one engine:
     ``fit_many(net, params, optimizer, x, y, ...)``, the arguments of :func:`fit` in its order
@@ -253,8 +253,8 @@ def fit_many(
     - ``mesh``: a 1-D mesh (``jmlp.data_mesh()``): the members split over its devices (each
       block padded to a multiple of the mesh size), the data replicated.
     - ``opt_state``: stacked optimizer states to start from (default ``optimizer(h_m).init``).
-    - ``sample_weight``: ``(N_examples,)``, shared by every member (one set of weights for
-      all: a stack per member is not taken).
+    - ``sample_weight``: one weight per row of ``x``, shared by every member (a stack of
+      weights per member is not taken).
     - ``block_size``: members trained together (blocks run one after another in the same call);
       default: on a CPU as many as keep a block's activations near the cache size, else all.
 
