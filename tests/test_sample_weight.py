@@ -2,6 +2,7 @@
 optax steps on jax.grad of jmlp.loss(..., weights=w), its limits (ones, zeros, bad input, no
 recompilation, resume), and the scikit-learn estimators' sample_weight beside scikit-learn's."""
 
+import inspect
 import itertools
 
 import jax
@@ -227,6 +228,16 @@ def test_fit_many_takes_one_shared_set_of_weights():
 def iris():
     x, y = load_iris(return_X_y=True)
     return StandardScaler().fit_transform(x), y, np.random.default_rng(1).uniform(0, 2, len(y))
+
+
+@pytest.mark.parametrize("name", ["MLPClassifier", "MLPRegressor"])
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_fit_methods_take_scikit_learns_arguments_in_its_order(name, method):
+    ours = inspect.signature(getattr(getattr(jmlp.sklearn, name), method)).parameters
+    theirs = inspect.signature(getattr(getattr(neural_network, name), method)).parameters
+    assert [(p.name, p.default, p.kind) for p in ours.values()] == [
+        (p.name, p.default, p.kind) for p in theirs.values()
+    ]
 
 
 def test_partial_fit_with_weights_follows_scikit_learns(iris):
