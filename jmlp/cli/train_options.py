@@ -60,6 +60,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "diabetes": {"hidden": (32,), "l2": 1e-2, "epochs": 100},
     "moons": {"hidden": (32, 32), "lr": 3e-3, "epochs": 100},
     "spirals": {"hidden": (64, 64), "lr": 1e-2, "epochs": 300},
+    "mnist1d": {"hidden": (128, 128), "l2": 3e-3, "epochs": 60},
     "doc003": {"hidden": (50,), "lr": 1e-2, "epochs": 40, "batch_size": 50},
     "mnist": {"hidden": (128,), "epochs": 10},
 }
