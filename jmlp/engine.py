@@ -14,7 +14,8 @@ order; a member that stops is frozen, and the loop ends when every member has st
                 (L_s, g) = gradient of the block's members on their mini-batches
                 updates, state = optimizer(h_m).update(g, state, params);  params += updates
         per member: epoch loss sum_s (sum w_I) L_s / sum w (mean), the NaN policy, metrics of
-        the validation and evaluation sets, the best val_loss (patience), tol; the history row i
+        the validation and evaluation sets, the learning rule's angles (alignment), the best
+        val_loss (patience), tol; the history row i
 
 Every set of examples holds ``P >= n`` rows, the last ``P - n`` zeros (:mod:`jmlp.buckets`):
 the real count ``n`` is data, so sets of one bucket size share one compiled program, and the
@@ -38,7 +39,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from jmlp import buckets
 from jmlp.backprop import delta_rule, member_pass, with_l2
-from jmlp.feedback import rule_gradient
+from jmlp.feedback import alignment_angles, alignment_names, rule_gradient
 from jmlp.forward import forward_cache, l2_penalty, per_example_loss
 from jmlp.layouts import batch_major
 from jmlp.metrics import validation_metrics, validation_names
@@ -64,6 +65,7 @@ class Plan(NamedTuple):
     chunk: int  # epochs the history buffer of one call holds
     split: Any = None  # a NamedSharding: every mini-batch split over its devices (fit)
     member_mesh: Any = None  # a 1-D Mesh: the members split over its devices (fit_many)
+    alignment: bool = False  # the rule's angles to the gradient after every epoch (history)
 
 
 class Members(NamedTuple):
@@ -287,8 +289,19 @@ def block_epoch(plan: Plan, data: Data, epoch: Array, block: tuple, block_key) -
     finite = all_ok & members_finite((params, state)) if plan.mode == "fast" else True
     metrics = [jax.vmap(lambda p, s=s: jnp.stack(validation_metrics(plan.net, p, s)))(params)
                for s in data.sets]  # fmt: skip
+    if plan.alignment:  # one more (G, K) block of columns after the sets' metrics
+        metrics.append(epoch_alignment(plan, data, params, feedback, l2))
     finite = jnp.broadcast_to(finite, (members,))
     return (params, state), (loss, not_ok.astype(dtype), first_bad, finite, metrics)
+
+
+def epoch_alignment(plan: Plan, data: Data, params, feedback, l2: Array) -> Array:
+    """``(G, K)``: each member's angles of :func:`jmlp.feedback.alignment_names` at its
+    epoch-end params, on the training set (its examples' weights; the padding weighs 0)."""
+    size, dtype = data.x.shape[0], data.x.dtype
+    scale = step_scale(plan.net, step_weights(data, None, buckets.row_mask(data.n, size, dtype)))
+    angles = partial(alignment_angles, plan.net, plan.rule)
+    return jax.vmap(lambda p, f, l: angles(p, f, data.x, data.t, scale, l))(params, feedback, l2)
 
 
 def blocks_epoch(plan: Plan, members: Members, settings: Settings, data: Data, epoch: Array):
@@ -394,6 +407,7 @@ def run_chunk(plan: Plan, members: Members, settings: Settings, data: Data, star
     no member is active. Returns ``(members, history (chunk, K, M), epochs done)``; history rows
     past the epochs done, and entries of stopped members, are NaN."""
     n_rows = 1 + (plan.mode == "skip") + len(data.sets) * len(validation_names(plan.net))
+    n_rows += len(alignment_names(plan.net.sizes, plan.rule)) if plan.alignment else 0
     history = jnp.full((plan.chunk, n_rows, members.active.shape[0]), jnp.nan, data.x.dtype)
 
     def body(carry):

@@ -256,6 +256,30 @@ def feedback_angles(params: Params, feedback: Feedback) -> Array:
     return jnp.stack(angles) if angles else jnp.zeros((0,), param_dtype(params))
 
 
+def alignment_names(sizes: Sequence[int], rule: str) -> list[str]:
+    """The history columns of ``fit(..., alignment=True)``: ``update_angle_l`` for l = 1..L
+    (:func:`update_angles`), then for fa ``feedback_angle_l`` for l = 2..L
+    (:func:`feedback_angles`)."""
+    depth = len(sizes) - 1
+    names = [f"update_angle_{l}" for l in range(1, depth + 1)]
+    if rule == "fa":
+        names += [f"feedback_angle_{l}" for l in range(2, depth + 1)]
+    return names
+
+
+def alignment_angles(
+    net: MLP, rule: str, params: Params, feedback: Feedback, x: Array, t: Array, scale: Array, l2
+) -> Array:
+    """``(K,)``: the angles of :func:`alignment_names` on rows ``x (B, n_0)``, targets
+    ``t (B, n_L)``, batch weights ``scale (B,)`` (as :func:`rule_pass`), no checks."""
+    _, updates = rule_pass(net, rule, params, feedback, x, t, scale, l2)
+    _, grads = rule_pass(net, "backprop", params, [], x, t, scale, l2)
+    angles = [update_angles(updates, grads)]
+    if rule == "fa":
+        angles.append(feedback_angles(params, feedback))
+    return jnp.concatenate(angles)
+
+
 def alignment(
     net: MLP,
     params: Params,

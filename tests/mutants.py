@@ -354,6 +354,26 @@ MUTANTS = [
         (T + "test_feedback_training.py::test_fit_many_members_train_with_their_own_feedback",),
     ),
     Mutant(
+        "engine: the alignment angles counting the padded rows",
+        "jmlp/engine.py",
+        "scale = example_scale(plan.net, size, buckets.row_mask(data.n, size, dtype), dtype)",
+        "scale = example_scale(plan.net, size, None, dtype)",
+        (
+            T
+            + "test_feedback_training.py::test_history_angles_are_jmlp_alignment_at_the_epoch_end_params",
+        ),
+    ),
+    Mutant(
+        "engine: the alignment angles at the epoch's first params",
+        "jmlp/engine.py",
+        "metrics.append(epoch_alignment(plan, data, params, feedback, l2))",
+        "metrics.append(epoch_alignment(plan, data, block[0], feedback, l2))",
+        (
+            T
+            + "test_feedback_training.py::test_history_angles_are_jmlp_alignment_at_the_epoch_end_params",
+        ),
+    ),
+    Mutant(
         "buckets: the first padded row drawn into the permutation",
         "jmlp/buckets.py",
         "real = order < n",

@@ -327,9 +327,40 @@ def test_resume_is_bitwise_an_uninterrupted_run(tmp_path, capsys):
     assert len(metrics[0]) == 5
 
 
+def test_a_rule_is_recorded_and_resumed_with_its_feedback_matrices(tmp_path, capsys):
+    settings = ["--data", "iris", "--hidden", "4", "--rule", "fa", "--no-progress", "--quiet"]
+    assert main(capsys, "train", *settings, "--epochs", "2", "--out", tmp_path / "a")[0] == 0
+    record = json.loads((tmp_path / "a" / "training.json").read_text())
+    assert (record["rule"], record["feedback_seed"]) == ("fa", 0)  # --seed's by default
+    assert main(capsys, "train", "--resume", tmp_path / "a", "--epochs", "3", "--quiet")[0] == 0
+    assert main(capsys, "train", *settings, "--epochs", "3", "--out", tmp_path / "b")[0] == 0
+    resumed, whole = jmlp.load_run(tmp_path / "a"), jmlp.load_run(tmp_path / "b")
+    for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(whole.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = [*settings, "--feedback-seed", "5", "--epochs", "3", "--out", tmp_path / "c"]
+    assert main(capsys, "train", *other)[0] == 0  # other matrices, another trajectory
+    assert not np.array_equal(jmlp.load_run(tmp_path / "c").params[0]["W"], whole.params[0]["W"])
+
+
+def test_a_run_folder_from_before_rules_resumes_as_backprop(tmp_path, capsys):
+    settings = ["--data", "iris", "--hidden", "4", "--no-progress", "--quiet"]
+    assert main(capsys, "train", *settings, "--epochs", "2", "--out", tmp_path / "old")[0] == 0
+    assert "rule" not in json.loads((tmp_path / "old" / "training.json").read_text())
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    del config["rule"], config["feedback_seed"]  # as such folders were written
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    assert main(capsys, "train", "--resume", tmp_path / "old", "--epochs", "3", "--quiet")[0] == 0
+    assert main(capsys, "train", *settings, "--epochs", "3", "--out", tmp_path / "new")[0] == 0
+    resumed, whole = jmlp.load_run(tmp_path / "old"), jmlp.load_run(tmp_path / "new")
+    for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(whole.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert json.loads((tmp_path / "old" / "config.json").read_text())["rule"] == "backprop"
+
+
 @pytest.mark.parametrize(
     "args, needles",
     [
+        (["--data", "iris", "--rule", "dfa", "--gradient", "autodiff"], ["--rule dfa: runs its"]),
         (["--resume", "RUN", "--lr", "0.1"], ["only --epochs may change", "--lr"]),
         (["--resume", "RUN", "--epochs", "2"], ["the run already has 3 epochs"]),
         (["--data", "iris", "--delimiter", ";"], ["--delimiter: applies to a CSV/NPZ file"]),

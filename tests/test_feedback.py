@@ -364,15 +364,22 @@ def test_alignment_measures():
 
 @pytest.mark.slow
 def test_experiment_scripts_run(tmp_path):
-    """experiments/learning_rules.py and feedback_speed.py with --quick: every rule trains (the
-    angles of backprop are 0, of the others finite and in (0, 180)) and is timed."""
+    """experiments/learning_rules.py and feedback_speed.py with --quick: every rule trains (no
+    angles for backprop; the others' hidden angles finite and in (0, 180), the output layer's 0)
+    and is timed."""
     from test_experiments import run
 
     env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    rules = run("learning_rules", tmp_path / "rules", env=env)["results"]
-    assert set(rules) == set(RULES) and (tmp_path / "rules" / "angles.png").exists()
-    assert np.allclose(rules["backprop"]["angles"], 0, atol=1e-3)
-    hidden = np.asarray(rules["fa"]["angles"])[:, :, :-1]
-    assert np.all((hidden > 0) & (hidden < 180))
+    studies = run("learning_rules", tmp_path / "rules", env=env)["studies"]
+    assert (tmp_path / "rules" / "angles.png").stat().st_size > 1000
+    for study in studies.values():
+        rules = study["rules"]
+        assert set(rules) == set(RULES) and np.size(rules["backprop"]["angles"]) == 0
+        for rule in ("fa", "dfa", "sign"):
+            angles = np.asarray(rules[rule]["angles"])  # (seeds, epochs, layers)
+            assert angles.shape[2] == len(study["sizes"]) - 1
+            assert np.all((angles[:, :, :-1] > 0) & (angles[:, :, :-1] < 180))
+            np.testing.assert_allclose(angles[:, :, -1], 0, atol=1e-3)
+        assert np.asarray(rules["fa"]["feedback_angles"]).shape[2] == len(study["sizes"]) - 2
     speed = run("feedback_speed", tmp_path / "speed", env=env)["rows"]
     assert all(set(row["ratio_to_backprop"]) == set(RULES) for row in speed)

@@ -81,6 +81,11 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
             if value is None and key in source:
                 value = source[key]
         cfg[key] = tuple(value) if isinstance(value, list) else value
+    if cfg["feedback_seed"] is None:
+        cfg["feedback_seed"] = cfg["seed"]
+    if cfg["rule"] != "backprop" and cfg["gradient"] != "backprop":
+        raise ValueError(f"--rule {cfg['rule']}: runs its own backward pass; give --gradient "
+                         f"backprop, got {cfg['gradient']}")  # fmt: skip
     return cfg
 
 
@@ -106,6 +111,11 @@ def _check_resume_options(args: argparse.Namespace) -> None:
 
 def training_settings(cfg: dict[str, Any], parts: dict) -> dict[str, Any]:
     """What a resume must find unchanged (training.json): the settings of ``cfg`` that fix the
-    training trajectory, the layer sizes, and the training and validation arrays."""
+    training trajectory, the layer sizes, and the training and validation arrays. The learning
+    rule and its feedback seed are left out for backprop, so a folder written before they
+    existed (which lacks them) resumes as backprop."""
     arrays = [a for part in ("train", "validation") if part in parts for a in parts[part]]
-    return runs.training_record({k: cfg[k] for k in (*TRAINING, "sizes")}, arrays)
+    settings = {k: cfg[k] for k in (*TRAINING, "sizes")}
+    if settings["rule"] == "backprop":  # recorded as the folders from before --rule record it
+        del settings["rule"], settings["feedback_seed"]
+    return runs.training_record(settings, arrays)

@@ -11,6 +11,7 @@ import jax
 from jmlp import data, runs
 from jmlp.cli.train_data import loss_targets
 from jmlp.cli.train_options import OPTIMIZERS
+from jmlp.feedback import init_feedback
 from jmlp.init import init_params
 from jmlp.losses import CLASSIFICATION
 from jmlp.net import MLP
@@ -55,6 +56,7 @@ def run_training(
     FitResult, the per-epoch seconds, the epoch it started from and the key."""
     key_init, key_fit = jax.random.split(jax.random.key(cfg["seed"]))
     params = init_params(key_init, net.sizes)
+    feedback = make_feedback(cfg, net)
     first, seconds = options["state"]["epoch"], options["state"]["seconds"]
     bar = Progress(cfg["epochs"], first) if options["progress"] else None
     elapsed, chunk_end = _stopwatch(seconds), [first]
@@ -71,7 +73,7 @@ def run_training(
 
     def fit_to(epochs: int) -> FitResult:
         chunk_end[0] = epochs
-        return _fit(cfg, net, params, targets, key_fit, epochs, after_epoch, out)
+        return _fit(cfg, net, (params, feedback), targets, key_fit, epochs, after_epoch, out)
 
     try:
         result = _fit_in_chunks(fit_to, cfg["epochs"], first, seconds, elapsed, options, out)
@@ -79,6 +81,13 @@ def run_training(
         if bar is not None:
             bar.close()
     return {"result": result, "seconds": seconds, "first": first, "key": key_fit}
+
+
+def make_feedback(cfg: dict[str, Any], net: MLP) -> list | None:
+    """The rule's fixed matrices, ``init_feedback(key(feedback_seed), sizes, rule)`` (the same
+    on every resume); None for the rules without (backprop, sign)."""
+    key = jax.random.key(cfg["feedback_seed"])
+    return init_feedback(key, net.sizes, cfg["rule"]) or None
 
 
 def _stopwatch(seconds: list[float | None]) -> Callable[[], float]:
@@ -89,10 +98,11 @@ def _stopwatch(seconds: list[float | None]) -> Callable[[], float]:
     return lambda: offset + time.perf_counter() - start
 
 
-def _fit(cfg, net, params, targets: dict, key, epochs: int, callback, out) -> FitResult:
+def _fit(cfg, net, start: tuple, targets: dict, key, epochs: int, callback, out) -> FitResult:
     """One ``jmlp.fit`` up to ``epochs`` that continues the run's training state (if any) and
-    saves it at its end; ``targets``: the parts ``(x, t)`` with ``t`` as the loss wants it."""
-    x, t = targets["train"]
+    saves it at its end; ``start``: the initial params and the rule's feedback matrices;
+    ``targets``: the parts ``(x, t)`` with ``t`` as the loss wants it."""
+    (x, t), (params, feedback) = targets["train"], start
     return fit(
         net,
         params,
@@ -105,6 +115,8 @@ def _fit(cfg, net, params, targets: dict, key, epochs: int, callback, out) -> Fi
         validation=targets.get("validation"),
         l2=cfg["l2"],
         gradient=cfg["gradient"],
+        rule=cfg["rule"],
+        feedback=feedback,
         patience=cfg["patience"] or None,
         callback=callback,
         checkpoint_path=runs.state_path(out),

@@ -18,6 +18,7 @@ from jmlp.cli.options import (
     positive_int,
     seed,
 )
+from jmlp.feedback import RULES
 from jmlp.losses import LOSSES
 
 OPTIMIZERS = {
@@ -47,6 +48,8 @@ DEFAULTS: dict[str, Any] = {
     "patience": 0,  # 0: no early stopping
     "l2": 0.0,
     "gradient": "backprop",
+    "rule": "backprop",
+    "feedback_seed": None,  # the seed of the rule's feedback matrices: --seed's
 }
 # Per built-in data set: settings that reach a good test score in a few seconds on a laptop CPU.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -57,6 +60,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "diabetes": {"hidden": (32,), "l2": 1e-2, "epochs": 100},
     "moons": {"hidden": (32, 32), "lr": 3e-3, "epochs": 100},
     "spirals": {"hidden": (64, 64), "lr": 1e-2, "epochs": 300},
+    "mnist1d": {"hidden": (128, 128), "l2": 3e-3, "epochs": 60},
     "doc003": {"hidden": (50,), "lr": 1e-2, "epochs": 40, "batch_size": 50},
     "mnist": {"hidden": (128,), "epochs": 10},
 }
@@ -168,7 +172,7 @@ def _optimizer_options(a) -> None:
 
 
 def _fit_options(a) -> None:
-    """Held-out fractions, early stopping, L2 and the gradient."""
+    """Held-out fractions, early stopping, L2, the gradient and the learning rule."""
     a(
         "--val-split",
         type=fraction,
@@ -194,6 +198,18 @@ def _fit_options(a) -> None:
         help="L2 coefficient: loss + l2/2 sum W^2 (default 0)",
     )
     a("--gradient", choices=GRADIENTS, help="backprop (hand-written, default) or autodiff")
+    a(
+        "--rule",
+        choices=RULES,
+        help="learning rule: backprop (default), feedback alignment fa, direct feedback "
+        "alignment dfa, or sign symmetry sign",
+    )
+    a(
+        "--feedback-seed",
+        type=seed,
+        metavar="S",
+        help="seed of fa's and dfa's fixed random feedback matrices (default: --seed)",
+    )
 
 
 def _output_options(a) -> None:

@@ -75,6 +75,7 @@ def fit(
     gradient: str = "backprop",
     rule: str = "backprop",
     feedback: list | None = None,
+    alignment: bool = False,
     tol: float | None = None,
     patience: int | None = None,
     min_delta: float = 0.0,
@@ -113,6 +114,11 @@ def fit(
       feedback alignment ``"fa"``, direct feedback alignment ``"dfa"`` or sign symmetry
       ``"sign"``; ``feedback``: fa's and dfa's fixed matrices (:func:`jmlp.init_feedback`), given
       again to resume.
+    - ``alignment``: with a rule other than backprop, add to the history after every epoch,
+      per layer, the angle in degrees between the rule's update and the true gradient
+      (``update_angle_1``, ..., ``update_angle_L``) and for fa between ``W^l`` and ``B^l``
+      (``feedback_angle_2``, ...): :func:`jmlp.alignment` on the whole training set at the
+      epoch's end params. Off by default (it costs two passes over the training set an epoch).
     - ``tol``: stop once the epoch's training loss is ``<= tol`` (document 001's ``E <= 1e-6``).
     - ``patience``: early stopping: stop after this many epochs in a row without improvement of
       ``val_loss`` (with ``validation``; the params and optimizer state returned are then those
@@ -208,6 +214,7 @@ def fit_many(
     gradient: str = "backprop",
     rule: str = "backprop",
     feedback: list | None = None,
+    alignment: bool = False,
     tol=None,
     patience=None,
     min_delta=0.0,

@@ -28,6 +28,7 @@ class Options:
     gradient: str = "backprop"
     rule: str = "backprop"
     feedback: Any = None
+    alignment: bool = False
     tol: Any = None
     patience: Any = None
     min_delta: Any = 0.0
@@ -51,6 +52,12 @@ class Options:
         if self.rule != "backprop" and self.gradient != "backprop":
             raise ValueError(f"gradient: rule {self.rule!r} runs its own backward pass; give "
                              f"gradient='backprop', got {self.gradient!r}")  # fmt: skip
+        if not isinstance(self.alignment, bool):
+            raise TypeError(f"alignment: expected True or False, got {self.alignment!r}")
+        if self.alignment and self.rule == "backprop":
+            raise ValueError("alignment: the angles compare a learning rule's updates with the "
+                             "gradient, and rule='backprop' is the gradient (every angle 0); "
+                             "give rule='fa', 'dfa' or 'sign'")  # fmt: skip
         if not isinstance(self.shuffle, bool):
             raise TypeError(f"shuffle: expected True or False, got {self.shuffle!r}")
         if self.block_size is not None:

@@ -20,7 +20,7 @@ from jmlp.arguments import (
     training_arrays,
 )
 from jmlp.engine import Data, Members, Plan, Settings
-from jmlp.feedback import check_feedback, feedback_shapes
+from jmlp.feedback import alignment_names, check_feedback, feedback_shapes
 from jmlp.net import MLP
 from jmlp.optimizer_spec import optimizer_spec
 from jmlp.train import programs
@@ -229,6 +229,7 @@ def prepare(net: MLP, optimizer, x, y, params, opts: Options, n: int, single: bo
     devices = mesh.size if mesh is not None and not single else 1
     layout_of = blocks(net, opts, n, batch or rows, period, devices)
     names = ["loss"] + (["skipped"] if opts.nan_policy == "skip" else []) + names
+    names += alignment_names(net.sizes, opts.rule) if opts.alignment else []
     plan = Plan(
         net=net,
         optimizer=spec,
@@ -243,6 +244,7 @@ def prepare(net: MLP, optimizer, x, y, params, opts: Options, n: int, single: bo
         chunk=chunk_size(len(names), layout_of.members),
         split=parallel.batch_sharding(mesh) if single and mesh is not None else None,
         member_mesh=mesh if not single else None,
+        alignment=opts.alignment,
     )
     size = layout_of.members
     keys = None if ordered else engine_keys(opts.key, kind, plan, period, size)
