@@ -349,9 +349,10 @@ def _exp_poisson(z: Array, t: Array, *, axis: int = -1) -> Array:
 
 # (output activation, loss) pairs computed from z^L. For softmax + cross-entropy, sigmoid +
 # binary cross-entropy, identity + half_sse and exp + poisson (the canonical links), delta^L =
-# dl/dz is y - t (cf. scikit-learn's comment on those pairs); for softmax the exact form is y sum(t) - t, which is y - t whenever the
-# target row sums to 1. Sigmoid + cross-entropy and softmax + binary cross-entropy complete the
-# log losses on probability outputs, so no clip of a probability ever zeroes their gradient.
+# dl/dz is y - t (cf. scikit-learn's comment on those pairs); for softmax the exact form is
+# y sum(t) - t, which is y - t whenever the target row sums to 1. Sigmoid + cross-entropy and
+# softmax + binary cross-entropy complete the log losses on probability outputs, so no clip of a
+# probability ever zeroes their gradient.
 FUSED: dict[tuple[str, str], FusedLoss] = {
     ("softmax", "cross_entropy"): FusedLoss(
         _softmax_cross_entropy, _softmax_cross_entropy_delta, _softmax_cross_entropy_hvp

@@ -133,8 +133,9 @@ def make_dataset(
     scale_targets: bool = True,
 ) -> Dataset:
     """Split (stratified for classes), cast and optionally standardize (regression: y too, unless
-    not ``scale_targets``), keeping the statistics in ``Dataset.preprocessing``. Values the dtype cannot hold, raw or
-    standardized, are refused naming the column (``columns``: the features' names)."""
+    not ``scale_targets``), keeping the statistics in ``Dataset.preprocessing``. Values the dtype
+    cannot hold, raw or standardized, are refused naming the column (``columns``: the features'
+    names)."""
     dtype = float_dtype(dtype)
     strata = y if task == "classification" else None
     train, test = split_indices(len(x), test_size, seed, strata)
