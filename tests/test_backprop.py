@@ -200,6 +200,7 @@ FD_CASES = [
     (("tanh", "gelu", "softplus"), "identity", "mse"),
     ("tanh", "exp", "poisson"),
     ("sigmoid", "softplus", "poisson"),
+    ("gelu", "exp", "mse"),
 ]
 
 
