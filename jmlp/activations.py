@@ -187,6 +187,17 @@ def gelu_exact_deriv2(z: Array, h: Array) -> Array:
     return phi * (2 - z * z)
 
 
+def exp(z: Array) -> Array:
+    """e^z: a positive rate (the log link of a Poisson output); inf where e^z overflows the dtype
+    (z > 88.7 in float32, > 709.8 in float64)."""
+    return jnp.exp(z)
+
+
+def exp_deriv(z: Array, h: Array) -> Array:
+    """e^z = h, and so is every higher derivative."""
+    return h
+
+
 def softmax(z: Array, *, axis: int = -1) -> Array:
     """e^z_k / sum_j e^z_j along the class axis (shifted by the max, which cancels)."""
     e = jnp.exp(z - jax.lax.stop_gradient(jnp.max(z, axis=axis, keepdims=True)))
@@ -220,6 +231,7 @@ ACTIVATIONS: dict[str, tuple[Callable, Callable | None]] = {
     "elu": (elu, elu_deriv),
     "gelu": (gelu, gelu_deriv),
     "gelu_exact": (gelu_exact, gelu_exact_deriv),
+    "exp": (exp, exp_deriv),
     "softmax": (softmax, None),
 }
 SECOND_DERIVATIVES: dict[str, Callable] = {  # sigma'' of each element-wise activation
@@ -232,8 +244,11 @@ SECOND_DERIVATIVES: dict[str, Callable] = {  # sigma'' of each element-wise acti
     "elu": elu_deriv2,
     "gelu": gelu_deriv2,
     "gelu_exact": gelu_exact_deriv2,
+    "exp": exp_deriv,
 }
-OUTPUT_ONLY = ("softmax",)
+# output only: softmax (along the class axis); exp, the log link of a rate (jmlp.losses' poisson),
+# which in a hidden layer grows without bound
+OUTPUT_ONLY = ("softmax", "exp")
 PIECEWISE_LINEAR = ("identity", "relu", "leaky_relu")  # sigma'' = 0: second order skips its term
 PARAMETER = {"leaky_relu": "slope", "elu": "alpha"}  # the one option an activation may take
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from jmlp.activations import ACTIVATIONS, OUTPUT_ONLY, unknown_name
 from jmlp.init import Params, check_sizes
-from jmlp.losses import CLASSIFICATION, LOSSES
+from jmlp.losses import CLASSIFICATION, LOSSES, NON_NEGATIVE
 
 if TYPE_CHECKING:  # the spec's module builds on this one
     from jmlp.net import MLP
@@ -23,8 +23,15 @@ Array = jax.Array
 REDUCTIONS = ("mean", "sum")
 PRECISIONS = ("default", "high", "highest")
 # The output activation each loss needs, when none is given (identity for every other loss).
-OUTPUT_FOR_LOSS = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
+OUTPUT_FOR_LOSS = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid", "poisson": "exp"}
 PROBABILITY_OUTPUTS = ("softmax", "sigmoid")  # outputs in (0, 1) by construction
+RATE_OUTPUTS = ("exp", "softplus")  # outputs > 0 by construction, unbounded
+# The outputs a loss that takes the log of the output accepts (every other loss: any output).
+OUTPUTS_FOR_LOSS = {
+    "cross_entropy": PROBABILITY_OUTPUTS,
+    "binary_cross_entropy": PROBABILITY_OUTPUTS,
+    "poisson": RATE_OUTPUTS,
+}
 OPTIONS = ("leaky_relu_slope", "elu_alpha", "huber_delta")  # the spec's real-valued options
 
 
@@ -111,15 +118,24 @@ def _check_name(argument: str, name, known) -> None:
 
 
 def _check_log_loss_output(loss: str, output: str) -> None:
-    """Refuse a log loss on an output that is not a probability (its log is undefined)."""
-    if loss in OUTPUT_FOR_LOSS and output not in PROBABILITY_OUTPUTS:
+    """Refuse a log loss on an output that is not a probability (poisson: not a positive rate),
+    where its log is undefined."""
+    if output in OUTPUTS_FOR_LOSS.get(loss, (output,)):
+        return
+    if loss == "poisson":
         raise ValueError(
-            f"output_activation: loss={loss!r} takes the log of the output, which must be a "
-            f"probability (softmax or sigmoid), got {output!r}; write "
-            f"output_activation={OUTPUT_FOR_LOSS[loss]!r} or leave it out (the default for "
-            f"{loss}): the loss is then computed from the logits z^L, as PyTorch's "
-            f"{'CrossEntropyLoss' if loss == 'cross_entropy' else 'BCEWithLogitsLoss'} does"
+            f"output_activation: loss='poisson' takes the log of the output, a rate that must be "
+            f"positive (exp or softplus), got {output!r}; write output_activation='exp' or leave "
+            "it out (the default for poisson): the loss is then computed from z^L with the log "
+            "link y = e^z, as scikit-learn's MLPRegressor(loss='poisson') does"
         )
+    raise ValueError(
+        f"output_activation: loss={loss!r} takes the log of the output, which must be a "
+        f"probability (softmax or sigmoid), got {output!r}; write "
+        f"output_activation={OUTPUT_FOR_LOSS[loss]!r} or leave it out (the default for "
+        f"{loss}): the loss is then computed from the logits z^L, as PyTorch's "
+        f"{'CrossEntropyLoss' if loss == 'cross_entropy' else 'BCEWithLogitsLoss'} does"
+    )
 
 
 # ----------------------------------------------------------------------------- the parameters
@@ -305,7 +321,7 @@ def as_targets(net: "MLP", y, x_shape: tuple[int, ...], dtype) -> Array:
     y = jnp.asarray(y)
     batch, n_out = x_shape[:-1], net.sizes[-1]
     y = _one_column_targets(net, y, batch)
-    if net.loss in CLASSIFICATION and not isinstance(y, jax.core.Tracer):
+    if net.loss in CLASSIFICATION + NON_NEGATIVE and not isinstance(y, jax.core.Tracer):
         check_target_values(net, local_values(y))  # concrete only outside jit / vmap
     if y.dtype == jnp.bool_:
         y = y.astype(jnp.int32)
@@ -378,7 +394,7 @@ def _target_shape_problem(net: "MLP", shape: tuple[int, ...], batch: tuple[int, 
 def check_target_values(net: "MLP", y: np.ndarray, name: str = "y") -> None:
     """Label / target values allowed by the loss (checked on the host with numpy): integer
     labels in [0, n_out) (cross-entropy), {0, 1} (binary cross-entropy), {-1, +1} (hinge);
-    float rows in [0, 1] (cross-entropies) or {-1, +1} (hinge)."""
+    float rows in [0, 1] (cross-entropies), {-1, +1} (hinge) or >= 0 (poisson)."""
     n_out, integer = net.sizes[-1], not np.issubdtype(y.dtype, np.inexact)
     if net.loss == "cross_entropy" and integer:
         bad, allowed = (y < 0) | (y >= n_out), f"[0, {n_out})"
@@ -386,6 +402,8 @@ def check_target_values(net: "MLP", y: np.ndarray, name: str = "y") -> None:
         bad, allowed = (y < 0) | (y > 1), "[0, 1]" if not integer else "{0, 1}"
     elif net.loss == "hinge":
         bad, allowed = (y != 1) & (y != -1), "{-1, +1}"
+    elif net.loss in NON_NEGATIVE:
+        bad, allowed = y < 0, "[0, inf) (counts or rates)"
     else:
         return
     if np.any(bad):

@@ -18,7 +18,15 @@ huber              1/n sum (r^2/2 if |r|<=d else d(|r|-d/2)) clip(r, -d, d) / n
 binary_cross_entropy -sum t log y + (1-t) log(1-y)          (y - t) / (y (1 - y))
 cross_entropy      -sum t log y                             -t / y
 hinge              sum max(0, 1 - t y), t in {-1, +1}       -t where t y < 1, else 0
+poisson            sum t log(t / y) - t + y, t >= 0, y > 0  1 - t / y
 ================== ======================================== ==================================
+
+``poisson`` is half the Poisson deviance (scikit-learn's ``loss="poisson"``): the negative
+log-likelihood ``y - t log y`` of counts ``t ~ Poisson(y)`` plus ``t log t - t``, so that it is 0
+at ``y = t`` (``t log t = 0`` at ``t = 0``). Its fused pair with the log link ``y = e^z`` has
+``delta^L = e^z - t`` and ``d^2l/dz^2 = diag(e^z)``; e^z overflows to inf for z > 88.7 in float32
+(709.8 in float64), and so do the value and delta there (nothing is clipped; training stops at a
+non-finite loss).
 
 The pairs in :data:`FUSED` compute the loss from the output pre-activation ``z`` instead, with
 ``delta^L = dl/dz`` in closed form: every log loss on a sigmoid or softmax output is one of them
@@ -35,7 +43,9 @@ log(1 - s)); they are as accurate as rounding their inputs allows. Results keep 
 
 Second derivatives, ``hess(y, t)``: mse ``2/n``, half_sse 1, mae 0, huber ``[|r| <= d] / n``,
 binary_cross_entropy ``t/y^2 + (1-t)/(1-y)^2``, cross_entropy ``t/y^2`` (0 where the clip is
-active), hinge 0; at the kinks of mae, huber and hinge, autodiff's value of the same form.
+active), hinge 0, poisson ``t/y^2``; at the kinks of mae, huber and hinge, autodiff's value of the
+same form. poisson clips ``y`` below at the dtype's smallest normal number (derivatives 0 there),
+so an output that underflows to 0 never takes ``log 0``.
 """
 
 from collections.abc import Callable
@@ -171,6 +181,38 @@ def hinge_hess(y: Array, t: Array, *, axis: int = -1) -> Array:
     return jnp.zeros_like(y)
 
 
+def _half_poisson_deviance(log_y: Array, y: Array, t: Array) -> Array:
+    """``t log(t / y) - t + y`` element-wise from ``y > 0`` and its log, as ``t (e^u - 1 - u)``,
+    ``u = log y - log t``, for ``t > 0`` (``y - t (1 + u)`` for ``u >= 1``, where nothing cancels
+    and ``e^u`` may overflow) and ``y`` for ``t = 0``: near ``y = t`` the textbook sum of
+    ``t log t``, ``t log y``, ``t`` and ``y`` would cancel to its rounding."""
+    positive = t > 0
+    t1 = jnp.where(positive, t, 1)  # log t and its derivative stay finite at t = 0
+    u = log_y - jnp.log(t1)
+    near = u < 1
+    value = jnp.where(near, t1 * (jnp.expm1(jnp.where(near, u, 0)) - u), y - t1 * (1 + u))
+    return jnp.where(positive, value, y)
+
+
+def _clip_rate(y: Array) -> Array:
+    tiny = jnp.finfo(y.dtype).tiny
+    return jnp.where(y < tiny, tiny, y)
+
+
+def poisson(y: Array, t: Array, *, axis: int = -1) -> Array:
+    r = _clip_rate(y)
+    return jnp.sum(_half_poisson_deviance(jnp.log(r), r, t), axis=axis)
+
+
+def poisson_grad(y: Array, t: Array, *, axis: int = -1) -> Array:
+    return jnp.where(y < jnp.finfo(y.dtype).tiny, 0, 1 - t / _clip_rate(y))
+
+
+def poisson_hess(y: Array, t: Array, *, axis: int = -1) -> Array:
+    r = _clip_rate(y)
+    return jnp.where(y < jnp.finfo(y.dtype).tiny, 0, t / (r * r))
+
+
 LOSSES: dict[str, Loss] = {
     "mse": Loss(mse, mse_grad, mse_hess),
     "half_sse": Loss(half_sse, half_sse_grad, half_sse_hess),
@@ -181,8 +223,10 @@ LOSSES: dict[str, Loss] = {
     ),
     "cross_entropy": Loss(cross_entropy, cross_entropy_grad, cross_entropy_hess),
     "hinge": Loss(hinge, hinge_grad, hinge_hess),
+    "poisson": Loss(poisson, poisson_grad, poisson_hess),
 }
 CLASSIFICATION = ("binary_cross_entropy", "cross_entropy", "hinge")  # accept integer labels
+NON_NEGATIVE = ("poisson",)  # targets t >= 0 (counts, rates)
 
 
 # --- fused pairs: the loss from the pre-activation z, delta^L = dl/dz in closed form -------------
@@ -298,11 +342,17 @@ def _softmax_binary_cross_entropy_delta(z: Array, h: Array, t: Array, *, axis: i
     return h * (1 + jnp.sum(t, axis=axis, keepdims=True) - 2 * t) - h_q - t * one_minus_h
 
 
+def _exp_poisson(z: Array, t: Array, *, axis: int = -1) -> Array:
+    """sum t log(t / e^z) - t + e^z, with log y = z exactly."""
+    return jnp.sum(_half_poisson_deviance(z, jnp.exp(z), t), axis=axis)
+
+
 # (output activation, loss) pairs computed from z^L. For softmax + cross-entropy, sigmoid +
-# binary cross-entropy and identity + half_sse, delta^L = dl/dz is y - t (cf. scikit-learn's
-# comment on those pairs); for softmax the exact form is y sum(t) - t, which is y - t whenever the
-# target row sums to 1. Sigmoid + cross-entropy and softmax + binary cross-entropy complete the
-# log losses on probability outputs, so no clip of a probability ever zeroes their gradient.
+# binary cross-entropy, identity + half_sse and exp + poisson (the canonical links), delta^L =
+# dl/dz is y - t (cf. scikit-learn's comment on those pairs); for softmax the exact form is
+# y sum(t) - t, which is y - t whenever the target row sums to 1. Sigmoid + cross-entropy and
+# softmax + binary cross-entropy complete the log losses on probability outputs, so no clip of a
+# probability ever zeroes their gradient.
 FUSED: dict[tuple[str, str], FusedLoss] = {
     ("softmax", "cross_entropy"): FusedLoss(
         _softmax_cross_entropy, _softmax_cross_entropy_delta, _softmax_cross_entropy_hvp
@@ -324,6 +374,9 @@ FUSED: dict[tuple[str, str], FusedLoss] = {
     ),
     ("softmax", "binary_cross_entropy"): FusedLoss(
         _softmax_binary_cross_entropy, _softmax_binary_cross_entropy_delta
+    ),
+    ("exp", "poisson"): FusedLoss(  # the log link: delta = e^z - t, d^2l/dz^2 = diag(e^z)
+        _exp_poisson, lambda z, h, t, axis=-1: h - t, lambda z, h, t, v, axis=-1: h * v
     ),
 }
 

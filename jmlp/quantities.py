@@ -60,6 +60,7 @@ FACTORS = {
     ("sigmoid", "binary_cross_entropy"): lambda z, h, t: _diagonal(jnp.sqrt(sigmoid_deriv(z, h))),
     ("identity", "half_sse"): lambda z, h, t: _diagonal(jnp.ones_like(z)),
     ("sigmoid", "cross_entropy"): lambda z, h, t: _diagonal(jnp.sqrt(t * sigmoid_deriv(z, h))),
+    ("exp", "poisson"): lambda z, h, t: _diagonal(jnp.sqrt(h)),  # d^2l/dz^2 = diag(e^z)
 }
 
 
@@ -126,12 +127,19 @@ def _bernoulli_rows(key: Array, z: Array, h: Array, t: Array, samples: int) -> A
     return h[:, None, :] - draws.astype(h.dtype)
 
 
+def _poisson_rows(key: Array, z: Array, h: Array, t: Array, samples: int) -> Array:
+    """``e^z - y``, ``y_k ~ Poisson(e^z_k)``: ``E[r r^T] = diag(e^z)``."""
+    draws = jax.random.poisson(key, h[:, None, :], (z.shape[0], samples, z.shape[-1]))
+    return h[:, None, :] - draws.astype(h.dtype)
+
+
 # The fused pairs that are a negative log-likelihood: a target drawn from the model's predictive
 # distribution, r = dl/dz there. Every other pair draws r = sum_c eps_c r_c, eps ~ N(0, I), which
 # for mse and half_sse is dl/dz at a target drawn from the Gaussian N(h^L, 1 / hess).
 SAMPLERS = {
     ("softmax", "cross_entropy"): _categorical_rows,
     ("sigmoid", "binary_cross_entropy"): _bernoulli_rows,
+    ("exp", "poisson"): _poisson_rows,
 }
 
 
@@ -235,7 +243,8 @@ def diag_ggn_mc(
     As :func:`diag_ggn` with the factor's rows replaced by ``samples`` gradients ``dl/dz^L`` at
     targets drawn from the model's predictive distribution (softmax + cross-entropy: a class
     ``y ~ softmax(z^L)``, giving ``p - e_y``; sigmoid + binary cross-entropy: ``y_k ~
-    Bernoulli(h_k)``; mse and half_sse: a Gaussian around ``h^L``), each divided by ``sqrt(samples)``;
+    Bernoulli(h_k)``; exp + poisson: ``y_k ~ Poisson(h_k)``; mse and half_sse: a Gaussian around
+    ``h^L``), each divided by ``sqrt(samples)``;
     other losses: ``sum_c eps_c r_c`` with ``eps ~ N(0, I)``. ``samples`` backpropagated vectors
     per example instead of ``n_out``.
 

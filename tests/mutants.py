@@ -122,6 +122,20 @@ MUTANTS = [
         ),
     ),
     Mutant(
+        "losses: poisson as t (e^u - 1 - u) for every u (e^u = e^z / t overflows for small t)",
+        "jmlp/losses.py",
+        "value = jnp.where(near, t1 * (jnp.expm1(jnp.where(near, u, 0)) - u), y - t1 * (1 + u))",
+        "value = t1 * (jnp.expm1(u) - u)",
+        (T + "test_losses.py::test_fused_value_and_delta_keep_relative_precision",),
+    ),
+    Mutant(
+        "losses: exp + poisson hvp with the target's rate t in place of e^z",
+        "jmlp/losses.py",
+        "lambda z, h, t, v, axis=-1: h * v",
+        "lambda z, h, t, v, axis=-1: t * v",
+        (T + "test_losses.py::test_fused_hvp_equals_autodiff_wrt_z",),
+    ),
+    Mutant(
         "losses: softmax + cross-entropy delta h - t (targets assumed to sum to 1)",
         "jmlp/losses.py",
         "return jnp.where(dominant, t_others - total * h_others, h * total - t)",

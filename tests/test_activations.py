@@ -20,7 +20,8 @@ from jmlp.activations import (
     softmax_vjp_derivative,
 )
 
-ELEMENTWISE = [name for name in ACTIVATIONS if name not in OUTPUT_ONLY]
+ELEMENTWISE = [name for name in ACTIVATIONS if name != "softmax"]
+UNBOUNDED = ("exp",)  # e^z overflows the dtype for large z (tested apart)
 SMOOTH = ["identity", "sigmoid", "tanh", "softplus", "gelu", "gelu_exact"]  # C-infinity
 GELU_C = math.sqrt(2 / math.pi)
 
@@ -32,6 +33,11 @@ def _elu(z, alpha=1.0):
 def _sech(z):
     with np.errstate(over="ignore"):  # cosh = inf for |z| > 710, where sech underflows to 0
         return 1 / np.cosh(z)
+
+
+def _exp(z):
+    with np.errstate(over="ignore"):  # inf beyond the dtype's range, as e^z is
+        return np.exp(z)
 
 
 def _gelu_u(z):
@@ -57,6 +63,7 @@ NUMPY_ACTIVATIONS = {
     "elu": _elu,
     "gelu": lambda z: z * special.expit(2 * _gelu_u(z)),
     "gelu_exact": lambda z: z * special.ndtr(z),  # z Phi(z), Phi the standard normal cdf
+    "exp": _exp,
     "softmax": lambda z: special.softmax(z, axis=-1),
 }
 NUMPY_DERIVATIVES = {
@@ -69,6 +76,7 @@ NUMPY_DERIVATIVES = {
     "elu": lambda z: np.where(z > 0, 1.0, np.exp(np.minimum(z, 0))),
     "gelu": lambda z: _gelu_deriv(z),
     "gelu_exact": lambda z: special.ndtr(z) + z * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi),
+    "exp": _exp,
 }
 
 # A grid of ordinary values plus large |z| (saturation, overflow of exp) and the kink z = 0.
@@ -85,6 +93,7 @@ def test_the_table_holds_the_documented_names():
     assert set(NUMPY_ACTIVATIONS) == set(ACTIVATIONS), "a new activation needs a reference here"
     assert set(NUMPY_DERIVATIVES) == set(ELEMENTWISE), "and its derivative"
     assert get_activation("softmax").deriv is None
+    assert set(OUTPUT_ONLY) == {"softmax", "exp"}
 
 
 @pytest.mark.parametrize("name", ACTIVATIONS)
@@ -201,7 +210,7 @@ def test_derivative_at_the_kink_is_autodiffs(name, param, expected):
 BIG32 = jnp.array([-1e4, -100.0, -20.0, 0.0, 20.0, 100.0, 1e4], dtype=jnp.float32)
 
 
-@pytest.mark.parametrize("name", ELEMENTWISE)
+@pytest.mark.parametrize("name", [name for name in ELEMENTWISE if name not in UNBOUNDED])
 def test_finite_at_large_z_float32(name):
     act = get_activation(name)
     h = act.fn(BIG32)
@@ -233,6 +242,19 @@ def test_saturated_values_float32(name, z, expected):
     np.testing.assert_allclose(h, [expected], rtol=1e-7)
 
 
+def test_exp_overflows_to_inf_beyond_the_dtypes_range():
+    # float32's largest is (2 - 2^-23) 2^127, e^88.72...; float64's e^709.78...
+    act = get_activation("exp")
+    for dtype, below, above in ((jnp.float32, 88.5, 88.8), (jnp.float64, 709.5, 709.9)):
+        z = jnp.array([-1e4, 0.0, below, above, 1e4], dtype)
+        h = act.fn(z)
+        assert h.dtype == dtype
+        np.testing.assert_array_equal(np.asarray(h)[[0, 1, 3, 4]], [0.0, 1.0, np.inf, np.inf])
+        np.testing.assert_allclose(h[2], math.exp(float(z[2])), rtol=4 * jnp.finfo(dtype).eps)
+        np.testing.assert_array_equal(act.deriv(z, h), h)
+        np.testing.assert_array_equal(autodiff_deriv(act.fn, z), h)
+
+
 def test_sigmoid_stays_in_unit_interval_float32():
     z = jnp.linspace(-1e4, 1e4, 2001, dtype=jnp.float32)
     h = get_activation("sigmoid").fn(z)
@@ -262,7 +284,7 @@ def test_softmax_large_logits_float32():
 # Normal numbers only, and 2^10 above the underflow threshold: an intermediate of a tail (sigma(2u)
 # inside gelu', e^(-2|z|) inside tanh') underflows first, and XLA on CPU flushes subnormals to 0.
 K_ULPS = 8
-EXACT_TAILS = {"identity", "sigmoid", "tanh", "relu", "leaky_relu", "softplus", "elu"}
+EXACT_TAILS = {"identity", "sigmoid", "tanh", "relu", "leaky_relu", "softplus", "elu", "exp"}
 WIDE = np.concatenate(
     [np.linspace(-100, 100, 2001), np.geomspace(1e-30, 100, 121), -np.geomspace(1e-30, 100, 121)]
 )
@@ -297,6 +319,9 @@ def test_full_relative_precision_over_the_range(name, part, dtype):
     z = np.asarray(z_low.astype(jnp.float64))  # the points as the dtype holds them
     reference = (NUMPY_ACTIVATIONS if part == "fn" else NUMPY_DERIVATIVES)[name]
     got = act.fn(z_low) if part == "fn" else act.deriv(z_low, act.fn(z_low))
+    held = np.abs(reference(z)) <= float(jnp.finfo(dtype).max)  # exp overflows beyond: inf
+    np.testing.assert_array_equal(got[~held], np.inf)
+    z, got = z[held], got[held]
     kappa = 0.0 if name in EXACT_TAILS else sensitivity(reference, z)
     assert_relative_precision(got, reference(z), z, dtype, kappa)
 

@@ -4,7 +4,8 @@ depth 3) x float64 / float32, L2, weights and reductions, a single example, cent
 differences, the custom_vjp wrapper, vmap, jit, and the returned pytree.
 
 The matrix is generated from the tables (jmlp.ACTIVATIONS, jmlp.LOSSES): a new row, or a pair the
-spec starts to refuse, changes it without an edit here. Speed: every case is a different spec, so
+spec starts to refuse, changes it without an edit here (the pairs of conftest.SLOW_PAIRS run in
+the slow set). Speed: every case is a different spec, so
 jitting it would compile it (~0.25 s per case on a 2-core box); run eagerly, every case has the
 same shapes and reuses the per-primitive compile cache (~0.02 s per case). The matrix therefore
 runs eagerly, one test per (pair, dtype) over its 13 cases; jit is tested separately below.
@@ -17,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import TOL
+from conftest import SLOW_PAIRS, TOL
 from jax import test_util
 from jax.flatten_util import ravel_pytree
 
@@ -46,6 +47,10 @@ def accepted_pairs() -> list[tuple[str, str]]:
 
 PAIRS = accepted_pairs()
 PAIR_IDS = [f"{output}-{loss}" for output, loss in PAIRS]
+PAIR_CASES = [  # the pairs' indices, those of SLOW_PAIRS in the slow set
+    pytest.param(i, id=name, marks=[pytest.mark.slow] if pair in SLOW_PAIRS else [])
+    for i, (pair, name) in enumerate(zip(PAIRS, PAIR_IDS))
+]
 # Depth 3: three mixed triples per pair that together hold every hidden activation, rotated with
 # the pair so that each activation also sits next to the output layer; non-default options.
 N_TRIPLES = math.ceil(len(HIDDEN) / 3)
@@ -67,13 +72,15 @@ MATRIX_SIZE = len(PAIRS) * len(matrix_cases(0)) * len(DTYPES)
 
 
 def targets(key, loss, output, dtype, batch=BATCH):
-    """Targets each loss is meant for: labels, probability rows, +-1 signs or real numbers."""
+    """Targets each loss is meant for: labels, probability rows, +-1 signs, counts or reals."""
     if loss == "cross_entropy" and output == "softmax":
         return jax.random.randint(key, (batch,), 0, N_OUT)  # integer labels
     if loss in ("cross_entropy", "binary_cross_entropy"):
         return jax.random.uniform(key, (batch, N_OUT), dtype)
     if loss == "hinge":
         return jnp.where(jax.random.bernoulli(key, 0.5, (batch, N_OUT)), 1, -1).astype(dtype)
+    if loss == "poisson":
+        return jax.random.poisson(key, 2.0, (batch, N_OUT)).astype(dtype)  # counts, 0 included
     return jax.random.normal(key, (batch, N_OUT), dtype)
 
 
@@ -118,13 +125,14 @@ def check_against_autodiff(net, params, x, y, dtype, tol=None, **kwargs):
 
 
 def test_matrix_is_generated_from_the_tables():
-    assert len(PAIRS) >= 2 * len(LOSSES)  # today 54: log losses only on sigmoid / softmax
+    assert len(PAIRS) >= 2 * len(LOSSES)  # today 61: log losses only on sigmoid / softmax / exp
     assert {("softmax", "cross_entropy"), ("relu", "mse"), ("gelu", "hinge")} <= set(PAIRS)
+    assert {("exp", "poisson"), ("softplus", "poisson")} | SLOW_PAIRS <= set(PAIRS)
     for i in range(len(PAIRS)):
         deep = [a for depth, act, _ in matrix_cases(i) if depth == 3 for a in act]
         assert set(deep) == set(HIDDEN)
     assert {matrix_cases(i)[-1][1][-1] for i in range(len(PAIRS))} == set(HIDDEN)
-    assert MATRIX_SIZE == 1404  # the size the README states (54 pairs x 13 cases x 2 dtypes)
+    assert MATRIX_SIZE == 1586  # the size docs/tests.md states (61 pairs x 13 cases x 2 dtypes)
 
 
 # float64: TOL's 1e-10 (worst seen over the matrix: 6.4e-15). float32: both sides round every
@@ -135,7 +143,7 @@ MATRIX_TOL = {"float64": TOL["float64"], "float32": {"rtol": 1e-5, "atol": 1e-7}
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("i", range(len(PAIRS)), ids=PAIR_IDS)
+@pytest.mark.parametrize("i", PAIR_CASES)
 def test_backprop_equals_autodiff(i, dtype):
     output, loss = PAIRS[i]
     for depth, hidden, options in matrix_cases(i):
@@ -158,7 +166,7 @@ def test_l2_weights_and_reduction_equal_autodiff(reduction, hidden, output, loss
     check_against_autodiff(net, params, x, y, dtype, l2=0.01, weights=weights)
 
 
-@pytest.mark.parametrize("i", range(len(PAIRS)), ids=PAIR_IDS)
+@pytest.mark.parametrize("i", PAIR_CASES)
 def test_single_example_gradient(i):
     """One example ``(n_in,)`` (a scalar label for softmax + cross_entropy) against autodiff of
     it, a batch of one, and the whole batch with only that example weighted (the batched pass:
@@ -190,6 +198,9 @@ FD_CASES = [
     ("gelu_exact", "sigmoid", "cross_entropy"),
     ("identity", "sigmoid", "mse"),
     (("tanh", "gelu", "softplus"), "identity", "mse"),
+    ("tanh", "exp", "poisson"),
+    ("sigmoid", "softplus", "poisson"),
+    ("gelu", "exp", "mse"),
 ]
 
 

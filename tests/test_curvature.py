@@ -1,6 +1,7 @@
 """Second order by hand against autodiff in float64: Hessian-vector products (every hidden
-activation x every (output activation, loss) pair jmlp.MLP accepts x depths 0, 1, 3), full
-Hessians, Gauss-Newton products, the empirical NTK, symmetry (hypothesis), sharpness.
+activation x every (output activation, loss) pair jmlp.MLP accepts x depths 0, 1, 3; the pairs
+of conftest.SLOW_PAIRS in the slow set), full Hessians, Gauss-Newton products, the empirical
+NTK, symmetry (hypothesis), sharpness.
 
 Speed: every case is a different spec, so jitting would compile each (~0.2 s on a 2-core box).
 Run eagerly, all cases share one layer shape (3 x 3), so the per-primitive compile cache is warm
@@ -18,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import TOL
+from conftest import SLOW_PAIRS, TOL
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.flatten_util import ravel_pytree
@@ -72,14 +73,22 @@ MATRIX = [
 ]
 
 
+def with_slow_pairs(cases):
+    """``(depth, hidden, output, loss, ...)`` cases, those of a pair in SLOW_PAIRS marked slow."""
+    slow = [pytest.mark.slow]
+    return [pytest.param(*c, marks=slow if tuple(c[2:4]) in SLOW_PAIRS else []) for c in cases]
+
+
 def targets(key, loss, output, batch=BATCH, n_out=WIDTH):
-    """Targets each loss is meant for: labels, probability rows, +-1 signs or real numbers."""
+    """Targets each loss is meant for: labels, probability rows, +-1 signs, counts or reals."""
     if loss == "cross_entropy" and output == "softmax":
         return jax.random.randint(key, (batch,), 0, n_out)  # integer labels
     if loss in ("cross_entropy", "binary_cross_entropy"):
         return jax.random.uniform(key, (batch, n_out), jnp.float64)
     if loss == "hinge":
         return jnp.where(jax.random.bernoulli(key, 0.5, (batch, n_out)), 1.0, -1.0)
+    if loss == "poisson":
+        return jax.random.poisson(key, 2.0, (batch, n_out)).astype(jnp.float64)  # counts
     return jax.random.normal(key, (batch, n_out), jnp.float64)
 
 
@@ -144,7 +153,7 @@ def test_the_matrix_follows_the_tables():
         assert used == {(a, out, loss) for a in HIDDEN for out, loss in PAIRS}
 
 
-@pytest.mark.parametrize("depth, hidden, output, loss", MATRIX)
+@pytest.mark.parametrize("depth, hidden, output, loss", with_slow_pairs(MATRIX))
 def test_hvp_equals_autodiff(depth, hidden, output, loss):
     net, params, x, y, v = problem(DEPTHS[depth], hidden, output, loss)
     hv = jmlp.hvp(net, params, x, y, v)
@@ -156,7 +165,7 @@ def test_hvp_equals_autodiff(depth, hidden, output, loss):
 HESSIAN_CASES = [(1, HIDDEN[i % len(HIDDEN)], *pair) for i, pair in enumerate(PAIRS)]
 
 
-@pytest.mark.parametrize("depth, hidden, output, loss", HESSIAN_CASES)
+@pytest.mark.parametrize("depth, hidden, output, loss", with_slow_pairs(HESSIAN_CASES))
 def test_hessian_equals_jax_hessian(depth, hidden, output, loss):
     net, params, x, y, _ = problem(DEPTHS[depth], hidden, output, loss, seed=1)
     hand = hand_hessian(net, params, x, y)
@@ -285,7 +294,7 @@ GN_CASES = [(1, HIDDEN[i % len(HIDDEN)], *pair) for i, pair in enumerate(PAIRS)]
 ]
 
 
-@pytest.mark.parametrize("depth, hidden, output, loss", GN_CASES)
+@pytest.mark.parametrize("depth, hidden, output, loss", with_slow_pairs(GN_CASES))
 def test_gnvp_equals_autodiff_composition(depth, hidden, output, loss):
     net, params, x, y, v = problem(DEPTHS[depth], hidden, output, loss)
     assert_close(jmlp.gnvp(net, params, x, y, v), autodiff_gnvp(net, params, x, y, v))

@@ -367,6 +367,12 @@ def test_csv_named_target_delimiter_and_regression(tmp_path):
     forced = data.load_table(path, target=1, delimiter=";", task="regression")
     assert forced.task == "regression"
     np.testing.assert_allclose(forced.y_train.mean(), 0, atol=1e-6)  # y standardized too
+    counts = data.load_table(
+        path, target="k", delimiter=";", task="regression", standardize_targets=False
+    )  # counts for a poisson loss: x standardized, y as given
+    np.testing.assert_allclose(counts.x_train.mean(0), 0, atol=1e-6)
+    assert set(np.concatenate([counts.y_train, counts.y_test]).ravel()) == {0.0, 1.0, 2.0}
+    assert counts.preprocessing.y_mean == 0 and counts.preprocessing.y_scale == 1
 
 
 def test_csv_integer_target_with_many_values_is_regression(tmp_path):

@@ -357,6 +357,9 @@ def test_default_cross_entropy_is_softmax_cross_entropy_of_the_logits():
         ("cross_entropy", "relu", "output_activation='softmax'"),
         ("binary_cross_entropy", "identity", "output_activation='sigmoid'"),
         ("binary_cross_entropy", "softplus", "output_activation='sigmoid'"),
+        ("poisson", "identity", "output_activation='exp'"),
+        ("poisson", "relu", "output_activation='exp'"),  # 0 is no rate
+        ("poisson", "sigmoid", "output_activation='exp'"),
     ],
 )
 def test_log_loss_of_an_unbounded_output_is_refused(loss, output, advice):
@@ -366,10 +369,41 @@ def test_log_loss_of_an_unbounded_output_is_refused(loss, output, advice):
 
 
 @pytest.mark.parametrize(
-    "loss, output", [("cross_entropy", "sigmoid"), ("binary_cross_entropy", "softmax")]
+    "loss, output",
+    [("cross_entropy", "sigmoid"), ("binary_cross_entropy", "softmax"), ("poisson", "softplus")],
 )
 def test_log_loss_of_any_probability_output_is_accepted(loss, output):
     assert jmlp.MLP((2, 3, 2), "tanh", output, loss).output_activation == output
+
+
+def test_poisson_loss_is_half_the_deviance_of_an_exp_output():
+    net, params, x, _ = problem(loss="poisson", activation="tanh")
+    assert net.output_activation == "exp" and net.fused is not None
+    t = np.random.default_rng(0).poisson(1.5, (6, 2)).astype(float)  # zeros included
+    y_hat = numpy_forward(params, x, net.hidden_activations, "exp")
+    with np.errstate(divide="ignore"):
+        t_log_t = np.where(t > 0, t * np.log(np.where(t > 0, t, 1)), 0)
+    expected = np.mean(np.sum(t_log_t - t * np.log(y_hat) - t + y_hat, axis=1))
+    np.testing.assert_allclose(jmlp.loss(net, params, x, t), expected, rtol=1e-12)
+    np.testing.assert_allclose(jmlp.forward(net, params, x), y_hat, rtol=1e-13)
+
+
+def test_poisson_targets_must_not_be_negative():
+    net, params, x, _ = problem(loss="poisson")
+    t = np.ones((6, 2))
+    t[2, 1] = -0.5
+    message = r"y: targets for loss='poisson' must be in \[0, inf\) .*1 outside, e.g. -0.5"
+    with pytest.raises(ValueError, match=message):
+        jmlp.loss(net, params, x, t)
+    with pytest.raises(ValueError, match=message):
+        jmlp.fit(net, params, optax.sgd(0.1), x, t, epochs=1)
+    with pytest.raises(TypeError, match=r"y: integer labels need a classification loss"):
+        jmlp.loss(net, params, x, t.astype(int))  # counts as floats: the message says so
+
+
+def test_exp_is_an_output_activation_only():
+    with pytest.raises(ValueError, match="activation: 'exp' is allowed as output_activation only"):
+        jmlp.MLP((2, 3, 2), "exp", loss="poisson")
 
 
 @pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy", "mse"])

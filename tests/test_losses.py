@@ -5,11 +5,13 @@ the relative precision of every fused value and delta in float32 and bfloat16 ag
 
 import decimal
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy.special import xlogy
 
 import jmlp
 from jmlp.activations import get_activation
@@ -24,10 +26,19 @@ T_BINARY = RNG.integers(0, 2, size=(B, N)).astype(float)
 T_SOFT = RNG.uniform(0, 1, size=(B, N))
 T_ONEHOT = np.eye(N)[RNG.integers(0, N, size=B)]
 T_SIGN = 2 * T_BINARY - 1
+COUNTS = np.random.default_rng(1)  # a generator of its own: the draws above stay as they were
+Y_RATE = COUNTS.uniform(0.05, 6, size=(B, N))
+T_COUNT = COUNTS.poisson(2.0, size=(B, N)).astype(float)  # zeros included
+T_RATE = COUNTS.uniform(0, 4, size=(B, N))
 
 
 def _huber(r, d):
     return np.where(np.abs(r) <= d, r**2 / 2, d * (np.abs(r) - d / 2))
+
+
+def _half_poisson_deviance(y, t):
+    """scikit-learn's poisson loss per example: sum t log(t / y) - t + y (t log t = 0 at 0)."""
+    return np.sum(xlogy(t, t / y) - t + y, -1)
 
 
 # (case id, loss name, huber delta, y, t, the documented per-example formula in numpy)
@@ -54,6 +65,10 @@ CASES = [
         for tname, t in [("onehot", T_ONEHOT), ("soft", T_SOFT)]
     ],
     ("hinge", "hinge", None, Y_REAL, T_SIGN, lambda y, t: np.sum(np.maximum(0, 1 - t * y), -1)),
+    *[
+        (f"poisson_{tname}", "poisson", None, Y_RATE, t, _half_poisson_deviance)
+        for tname, t in [("counts", T_COUNT), ("rates", T_RATE)]
+    ],
 ]
 CASE_IDS = [c[0] for c in CASES]
 
@@ -65,7 +80,7 @@ def autodiff_grad(record, y, t):
 
 def test_the_table_holds_the_documented_names():
     documented = {"mse", "half_sse", "mae", "huber", "binary_cross_entropy", "cross_entropy"}
-    assert documented | {"hinge"} <= set(LOSSES)
+    assert documented | {"hinge", "poisson"} <= set(LOSSES)
     assert {c[1] for c in CASES} == set(LOSSES), "a new loss needs a row in CASES"
 
 
@@ -165,6 +180,7 @@ FUSED_TARGETS = {
     ("identity", "half_sse"): [T_REAL],
     ("sigmoid", "cross_entropy"): [T_BINARY, T_SOFT],
     ("softmax", "binary_cross_entropy"): [T_BINARY, T_ONEHOT, T_SOFT],
+    ("exp", "poisson"): [T_COUNT, T_RATE],
 }
 FUSED_CASES = [
     (pair, i, t) for pair, targets in FUSED_TARGETS.items() for i, t in enumerate(targets)
@@ -242,6 +258,10 @@ EXTREME = [
     # Q_j) - t_j (1 - s_j), Q_j = sum_{k != j} (1 - t_k) s_k / (1 - s_k): Q_0 = 0, delta_0 = 3 s_0
     # = 3; delta_1 = -(1 - s_1) = -1; s_2 Q_2 = s_2 s_0 / (1 - s_0) = 1, delta_2 = -1 - 1 = -2
     ("softmax", "binary_cross_entropy", [1e4, -1e4, 0.0], _f32([[0, 1, 1]]), 4e4, [3, -1, -2]),
+    # exp + poisson, z = -1e4, t = 2: L = t (e^u - 1 - u), u = z - log t, = 2 (1e4 - 1 + log 2),
+    # delta = e^z - t = -2; z = 80, t = 0: L = delta = e^80 (below float32's largest, e^88.7)
+    ("exp", "poisson", [-1e4], _f32([[2.0]]), 2 * (1e4 - 1 + math.log(2)), [-2.0]),
+    ("exp", "poisson", [80.0], _f32([[0.0]]), math.exp(80), [math.exp(80)]),
 ]
 
 
@@ -256,6 +276,29 @@ def test_extreme_logits_float32_give_finite_exact_results(out, loss, w, y, value
         # x = 1 so dL/dW = dL/db = delta^L
         np.testing.assert_allclose(grads[0]["W"], [delta], rtol=1e-6, atol=1e-30)
         np.testing.assert_allclose(grads[0]["b"], delta, rtol=1e-6, atol=1e-30)
+
+
+def test_exp_poisson_overflows_to_inf_float32():
+    # documented: nothing is clipped; e^89 is beyond float32's range, so are L and delta
+    net, params, x, y = _extreme_case("exp", "poisson", [89.0], _f32([[3.0]]))
+    for fn in (jmlp.backprop, jmlp.autodiff):
+        value, grads = fn(net, params, x, y)
+        assert float(value) == np.inf and float(grads[0]["b"][0]) == np.inf
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_poisson_rate_zero_is_clipped_to_the_smallest_normal(dtype):
+    # documented: y below the smallest normal number counts as that (derivatives 0 there), so an
+    # output that underflows to 0 costs t log(t / tiny) - t + tiny, never log 0
+    record, tiny = LOSSES["poisson"], float(jnp.finfo(dtype).tiny)
+    y, t = jnp.asarray([[0.0, 1.0]], dtype), jnp.asarray([[1.0, 0.0]], dtype)
+    parts = jax.jit(lambda y, t: (*(f(y, t) for f in record), autodiff_grad(record, y, t)))
+    value, grad, hess, auto = parts(y, t)  # one compile, not one per eager primitive
+    expected = (-math.log(tiny) - 1 + tiny) + 1.0  # the second unit: t = 0, y = 1
+    np.testing.assert_allclose(value, [expected], rtol=4 * jnp.finfo(dtype).eps)
+    np.testing.assert_array_equal(grad, [[0.0, 1.0]])
+    np.testing.assert_array_equal(grad, auto)
+    np.testing.assert_array_equal(hess, [[0.0, 0.0]])
 
 
 # --- probabilities of exactly 0 and 1 in the non-fused forms: documented clip -------------------
@@ -328,13 +371,21 @@ def test_log_losses_on_probability_outputs_are_fused(out, loss):
 # of its terms instead, see _softmax_bce_terms). K = 8: 4 logits and sums of 4 terms (worst
 # seen: 2.5 of that scale, softmax + binary_cross_entropy in float32).
 # Entries below 2^10 x the smallest normal may be off by that much (underflow, flushed subnormals).
+# exp + poisson: logits over [-80, 80] (e^z a normal number in both dtypes) with counts and rates
+# as targets: 0, the rate e^z rounded to bfloat16 (a few 1e-3 from the loss's minimum, where the
+# textbook sum t log t - t z - t + e^z cancels to its rounding), e^(z -+ 3), e^(z - 90) (e^z / t
+# overflows), small counts.
 K_ULPS = 8
 LOW_DTYPES = {"float32": 2.0**-24, "bfloat16": 2.0**-8}
-LOG_PAIRS = [pair for pair in FUSED if pair[0] in ("sigmoid", "softmax")]
+LOG_PAIRS = [pair for pair in FUSED if pair[0] in ("sigmoid", "softmax", "exp")]
 
 
 def _exact(out: str, loss: str, z: list, t: list) -> tuple:
     """(l, [dl/dz_j]) of one row from the definitions, in the current decimal context."""
+    if out == "exp":  # half the Poisson deviance of y = e^z: sum t ln(t / y) - t + y
+        y = [zj.exp() for zj in z]
+        value = sum((tj * (tj / yj).ln() if tj else 0) - tj + yj for tj, yj in zip(t, y))
+        return value, [yj - tj for yj, tj in zip(y, t)]
     if out == "sigmoid":
         s = [1 / (1 + (-zj).exp()) for zj in z]
     else:
@@ -368,7 +419,31 @@ def _softmax_bce_terms(z: list, t: list) -> list:
     ]
 
 
+def _bfloat16_values(a) -> np.ndarray:
+    return np.asarray(jnp.asarray(a, jnp.bfloat16).astype(jnp.float64))
+
+
+def _rate_rows() -> tuple[np.ndarray, np.ndarray]:
+    """Logits and count / rate targets for exp + poisson (the comment above)."""
+    rng = np.random.default_rng(2)
+    z = np.concatenate(
+        [
+            rng.normal(size=(4, 4)) * 0.5,
+            rng.normal(size=(4, 4)) * 5,
+            rng.uniform(-80, 80, (8, 4)),
+            [[80, -80, 0, 40], [20, 1e-3, -1e-3, -20], [2.5, 2.5, 0.1, 7]],
+        ]
+    )
+    z = _bfloat16_values(z)
+    targets = [np.zeros_like(z), _bfloat16_values(np.exp(z))]
+    targets += [_bfloat16_values(np.exp(z + shift)) for shift in (-90, -3, 3)]
+    targets += [rng.integers(0, 10, z.shape) * 1.0, rng.integers(0, 65, z.shape) / 64]
+    return np.tile(z, (len(targets), 1)), np.concatenate(targets)
+
+
 def _precision_rows(out: str, loss: str) -> tuple[np.ndarray, np.ndarray]:
+    if out == "exp":
+        return _rate_rows()
     rng = np.random.default_rng(1)
     z = np.concatenate(
         [

@@ -30,7 +30,7 @@ SETTINGS = settings(max_examples=15, deadline=None, derandomize=True, database=N
 
 
 def targets(key, net: jmlp.MLP, batch: int, dtype):
-    """Labels, probability rows, +-1 signs or real numbers, as the loss expects."""
+    """Labels, probability rows, +-1 signs, counts or real numbers, as the loss expects."""
     n_out = net.sizes[-1]
     if net.loss == "cross_entropy" and net.output_activation == "softmax":
         return jax.random.randint(key, (batch,), 0, n_out)
@@ -38,6 +38,8 @@ def targets(key, net: jmlp.MLP, batch: int, dtype):
         return jax.random.uniform(key, (batch, n_out), dtype)
     if net.loss == "hinge":
         return jnp.where(jax.random.bernoulli(key, 0.5, (batch, n_out)), 1, -1).astype(dtype)
+    if net.loss == "poisson":
+        return jax.random.poisson(key, 2.0, (batch, n_out)).astype(dtype)
     return jax.random.normal(key, (batch, n_out), dtype)
 
 

@@ -279,6 +279,7 @@ MC_PAIRS = [
     ("softmax", "cross_entropy"),  # categorical targets
     ("sigmoid", "binary_cross_entropy"),  # Bernoulli targets
     ("identity", "mse"),  # Gaussian targets
+    ("exp", "poisson"),  # Poisson targets
     ("softmax", "binary_cross_entropy"),  # indefinite output Hessian: signed parts
 ]
 

@@ -193,3 +193,57 @@ def test_classifier_loss_curves_follow_scikit_learns(iris, kind):
     np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=2e-5)
     np.testing.assert_allclose(ours.predict_proba(x), theirs.predict_proba(x), atol=1e-5)
     np.testing.assert_array_equal(ours.predict(x), theirs.predict(x))
+
+
+@pytest.fixture(scope="module")
+def counts():
+    """Poisson counts ``y (120, 2)`` of rates ``e^(x A)``, zeros among them."""
+    rng = np.random.default_rng(0)
+    x = StandardScaler().fit_transform(rng.normal(size=(120, 5)))
+    rate = np.exp(0.5 * x[:, :2] @ np.array([[1.0, -0.5], [0.5, 1.0]]))
+    return x, rng.poisson(rate).astype(float)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"solver": "adam", "learning_rate_init": 1e-2, "max_iter": 8},
+        {"solver": "sgd", "learning_rate_init": 0.05, "max_iter": 8},
+        {"solver": "lbfgs", "max_iter": 10},
+    ],
+    ids=["adam", "sgd", "lbfgs"],
+)
+@pytest.mark.parametrize("n_targets", [1, 2])
+def test_poisson_fits_follow_scikit_learns(counts, settings, n_targets):
+    """loss="poisson": an exp output, half the Poisson deviance summed over the outputs (mean over
+    rows, plus the penalty) in the loss curve, the same full-batch steps, predictions e^z. Ten
+    L-BFGS iterations from the same weights keep float32's agreement (far more drift apart, as
+    any two roundings of a long optimisation do)."""
+    x, y = counts
+    y = y[:, 0] if n_targets == 1 else y
+    both = FULL_BATCH | settings | {"loss": "poisson"}
+    ours = MLPRegressor(**both).fit(x, y)
+    theirs = neural_network.MLPRegressor(**both).fit(x, y)
+    assert ours.out_activation_ == theirs.out_activation_ == "exp"
+    assert ours.n_iter_ == theirs.n_iter_
+    if settings["solver"] != "lbfgs":
+        np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=2e-5)
+    np.testing.assert_allclose(ours.loss_, theirs.loss_, rtol=2e-5)
+    assert ours.predict(x).shape == theirs.predict(x).shape == y.shape
+    np.testing.assert_allclose(ours.predict(x), theirs.predict(x), rtol=1e-4)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_poisson_refuses_negative_targets_and_takes_zeros(counts):
+    x, y = counts
+    y = y[:, 0].copy()
+    y[3] = -1.0
+    settings = {"loss": "poisson", "hidden_layer_sizes": (4,), "max_iter": 3, "random_state": 0}
+    with pytest.raises(ValueError, match=r"y: targets for loss='poisson' must be in \[0, inf\)"):
+        MLPRegressor(**settings).fit(x, y)
+    # scikit-learn 1.9 takes them and reports a NaN loss (its log of a negative count)
+    with np.errstate(all="ignore"):
+        assert np.isnan(neural_network.MLPRegressor(**settings).fit(x, y).loss_)
+    zeros = MLPRegressor(**settings).fit(x, np.zeros(len(x)))
+    assert np.all(zeros.predict(x) > 0) and np.isfinite(zeros.loss_)

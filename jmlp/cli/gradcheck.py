@@ -97,6 +97,8 @@ def gradcheck_problem(net: MLP, batch: int, seed: int):
     elif net.loss in ("binary_cross_entropy", "hinge"):
         y = jax.random.bernoulli(key_y, 0.5, (batch, n_out)).astype(jnp.float32)
         y = 2 * y - 1 if net.loss == "hinge" else y
+    elif net.loss == "poisson":
+        y = jax.random.poisson(key_y, 2.0, (batch, n_out)).astype(jnp.float32)  # counts
     else:
         y = jax.random.normal(key_y, (batch, n_out), jnp.float32)
     return init_params(key_p, net.sizes), x, y

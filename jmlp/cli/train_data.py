@@ -53,7 +53,8 @@ def _load_file(name: str, cfg: dict[str, Any]) -> data.Dataset:
         raise FileNotFoundError(f"--data: no such file: {name}")
     if path.suffix.lower() == ".npz" and not is_zipfile(path):
         raise ValueError(f"--data: {name} is not an NPZ archive (numpy.savez)")
-    task = None if cfg["task"] == "auto" else cfg["task"]
+    counts = cfg.get("loss") == "poisson"  # targets >= 0, as they are: no classes, no z-scores
+    task = ("regression" if counts else None) if cfg["task"] == "auto" else cfg["task"]
     cfg["delimiter"] = cfg["delimiter"] or ("\t" if path.suffix.lower() == ".tsv" else ",")
     try:
         return data.load_table(
@@ -63,6 +64,7 @@ def _load_file(name: str, cfg: dict[str, Any]) -> data.Dataset:
             delimiter=cfg["delimiter"],
             test_size=cfg["test_split"],
             seed=cfg["seed"],
+            standardize_targets=not counts,
         )
     except (ValueError, TypeError, OSError, KeyError, EOFError, csv.Error, BadZipFile) as err:
         message = str(err) if name in str(err) else f"{name}: {err}"

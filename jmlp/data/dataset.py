@@ -130,10 +130,12 @@ def make_dataset(
     scale: bool,
     dtype: DTypeLike,
     columns: tuple | None = None,
+    scale_targets: bool = True,
 ) -> Dataset:
-    """Split (stratified for classes), cast and optionally standardize (regression: y too),
-    keeping the statistics in ``Dataset.preprocessing``. Values the dtype cannot hold, raw or
-    standardized, are refused naming the column (``columns``: the features' names)."""
+    """Split (stratified for classes), cast and optionally standardize (regression: y too, unless
+    not ``scale_targets``), keeping the statistics in ``Dataset.preprocessing``. Values the dtype
+    cannot hold, raw or standardized, are refused naming the column (``columns``: the features'
+    names)."""
     dtype = float_dtype(dtype)
     strata = y if task == "classification" else None
     train, test = split_indices(len(x), test_size, seed, strata)
@@ -149,7 +151,7 @@ def make_dataset(
     if scale:
         x_train, x_test, x_mean, x_scale = standardize(x_train, x_test)
         check_scaled("x", (x_train, x_test), x_scale, columns)
-        if task == "regression":
+        if task == "regression" and scale_targets:
             y_train, y_test, y_mean, y_scale = standardize(y_train, y_test)
             check_scaled("y", (y_train, y_test), y_scale, None)
     n_classes = len(classes) if task == "classification" else 0
@@ -167,6 +169,7 @@ def from_arrays(
     seed: int = 0,
     standardize: bool = True,
     dtype: DTypeLike = np.float32,
+    standardize_targets: bool = True,
 ) -> Dataset:
     """Turn features ``x (n, n_in)`` and targets ``y (n,)`` or ``(n, n_out)`` into a Dataset.
 
@@ -174,7 +177,8 @@ def from_arrays(
     values, are classes (coded ``0..k-1`` in sorted order, kept in ``Dataset.classes``); other
     numbers are regression targets, except few values mostly whole (a stray 1.5 among labels
     0, 1, 2), which are refused: say ``task``. ``standardize`` z-scores x, and for regression y
-    as well, with training statistics only. One class, and values the dtype cannot hold (raw or
+    as well (unless not ``standardize_targets``: counts for a poisson loss stay >= 0), with
+    training statistics only. One class, and values the dtype cannot hold (raw or
     standardized), are refused.
     """
     x, y = np.asarray(x), np.asarray(y)
@@ -186,4 +190,6 @@ def from_arrays(
     if np.issubdtype(y.dtype, np.number):
         _check_finite("y", y.reshape(len(y), -1))
     y, task, classes = encode_target(y, task, "y")
-    return make_dataset(x, y, task, classes, name, test_size, seed, standardize, dtype)
+    return make_dataset(
+        x, y, task, classes, name, test_size, seed, standardize, dtype, None, standardize_targets
+    )

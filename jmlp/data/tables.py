@@ -275,13 +275,15 @@ def load_table(
     standardize: bool = True,
     dtype: DTypeLike = np.float32,
     keys: tuple[str, str] = ("x", "y"),
+    standardize_targets: bool = True,
 ) -> Dataset:
     """A Dataset from a CSV file (one example a row) or an NPZ file (arrays ``keys = (x, y)``).
 
     CSV: ``target`` is the target column (index, or name when the file has a header row; a first
     row is a header when it holds text above numbers); the other columns are numeric features.
     Task, labels and standardization follow ``from_arrays``: string labels or integer-valued
-    targets with at most 20 values are classes, coded ``0..k-1`` in sorted order.
+    targets with at most 20 values are classes, coded ``0..k-1`` in sorted order;
+    ``standardize_targets=False`` keeps regression targets as they are (counts for poisson).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -298,12 +300,23 @@ def load_table(
             seed=seed,
             standardize=standardize,
             dtype=dtype,
+            standardize_targets=standardize_targets,
         )
     table = _parse_csv(path, target, delimiter)
     where = f"{path!r}: target column {table.column}"
     y, task, classes = encode_target(table.y, task, where, lambda i: f"line {table.lines[i]}")
     ds = make_dataset(
-        table.x, y, task, classes, name, test_size, seed, standardize, dtype, table.features
+        table.x,
+        y,
+        task,
+        classes,
+        name,
+        test_size,
+        seed,
+        standardize,
+        dtype,
+        table.features,
+        standardize_targets,
     )
     prep = ds.preprocessing._replace(features=table.features, target=table.target)
     return ds._replace(preprocessing=prep)

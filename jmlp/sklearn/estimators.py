@@ -22,7 +22,7 @@ from sklearn.utils.validation import (
 )
 
 from jmlp import buckets
-from jmlp.checks import check_finite_rows
+from jmlp.checks import check_finite_rows, check_target_values
 from jmlp.forward import forward
 from jmlp.net import MLP
 from jmlp.sklearn import lbfgs, stochastic
@@ -73,6 +73,7 @@ class _MLPEstimator(BaseEstimator):
         """Start or continue the network on checked ``x (n, n_in)``, targets ``t (n, n_out)`` and
         example weights ``w (n,)`` (or None)."""
         net = self._net(x.shape[1], t.shape[1], loss)
+        check_target_values(net, t)  # poisson: y >= 0 (scikit-learn's loss would be NaN)
         rng = check_random_state(self.random_state)
         if first or self.net_ != net:  # a changed net (set_params) starts afresh
             self.net_, self.n_outputs_, self.n_layers_ = net, t.shape[1], len(net.sizes)
@@ -284,10 +285,12 @@ class MLPRegressor(RegressorMixin, _MLPEstimator):
     __doc__ = (
         "Multi-layer perceptron regressor trained by jmlp: ``y (n,)`` or ``(n, n_targets)``; "
         '``loss``: ``"squared_error"`` (scikit-learn\'s, ``1/2`` the mean square, identity '
-        'output) or jmlp\'s ``"mse"``, ``"half_sse"``, ``"mae"``, ``"huber"``.\n' + _DOC_PARAMETERS
+        'output), ``"poisson"`` (scikit-learn\'s, half the Poisson deviance, exp output, '
+        '``y >= 0``) or jmlp\'s ``"mse"``, ``"half_sse"``, ``"mae"``, ``"huber"``.\n'
+        + _DOC_PARAMETERS
     )
     _parameter_constraints: dict = CONSTRAINTS | {
-        "loss": [StrOptions({"squared_error", *JMLP_REGRESSION_LOSSES})]
+        "loss": [StrOptions({*REGRESSION_LOSSES, *JMLP_REGRESSION_LOSSES})]
     }
 
     def __init__(
@@ -324,8 +327,8 @@ class MLPRegressor(RegressorMixin, _MLPEstimator):
                 setattr(self, name, value)
 
     @staticmethod
-    def _output(loss: str) -> str:
-        return "identity"
+    def _output(loss: str) -> None:
+        return None  # what the loss needs: exp for poisson, else identity
 
     def fit(self, X, y, sample_weight=None) -> "MLPRegressor":
         """Train on ``X (n, n_features)`` (dense or CSR/CSC) and ``y (n,)`` or ``(n, k)``;

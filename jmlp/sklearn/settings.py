@@ -18,8 +18,9 @@ from jmlp.activations import ACTIVATIONS, OUTPUT_ONLY
 ACTIVATION_ALIASES = {"logistic": "sigmoid"}  # scikit-learn's name -> jmlp's
 HIDDEN_ACTIVATIONS = {name for name in ACTIVATIONS if name not in OUTPUT_ONLY} | {"logistic"}
 # scikit-learn's loss names -> jmlp's; the others are jmlp's own regression losses. Its
-# squared error steps along 1/2 sum_k r_k^2 (its delta is y - t) and reports 1/2 mean_k r_k^2.
-REGRESSION_LOSSES = {"squared_error": "half_sse"}
+# squared error steps along 1/2 sum_k r_k^2 (its delta is y - t) and reports 1/2 mean_k r_k^2;
+# its poisson is jmlp's, half the Poisson deviance summed over outputs, on an exp output.
+REGRESSION_LOSSES = {"squared_error": "half_sse", "poisson": "poisson"}
 JMLP_REGRESSION_LOSSES = ("mse", "half_sse", "mae", "huber")
 
 CONSTRAINTS: dict = {  # scikit-learn 1.9's, with jmlp's activations and its gradient option
