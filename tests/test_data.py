@@ -22,6 +22,7 @@ BUILTIN = {
     "diabetes": (442, 10, 0, "regression"),
     "moons": (1000, 2, 2, "classification"),
     "spirals": (900, 2, 3, "classification"),
+    "mnist1d": (5000, 40, 10, "classification"),
     "doc003": (500, 5, 3, "classification"),
 }
 RAW = {  # independent copies of the raw data, straight from scikit-learn
@@ -661,3 +662,50 @@ def test_an_extra_column_is_the_target_only_if_it_holds_targets(
         data.read_features(path, prep, target=None)
     path.write_text("1,2,1.0\n2,3,2\n" if classes else "1,2,3.5\n")
     assert data.read_features(path, prep)[1] is not None  # "1.0" is class 1
+
+
+# ----------------------------------------------------------------------------- MNIST-1D
+
+
+def test_mnist1d_templates_start_at_zero_with_std_one_sixth():
+    t = data.mnist1d.templates()
+    assert t.shape == (10, 12)
+    np.testing.assert_allclose(t[:, 0], 0, atol=1e-15)
+    np.testing.assert_allclose(t.std(axis=1), 1 / 6, rtol=1e-12)
+
+
+def test_mnist1d_smoothing_and_resampling_match_scipy_and_numpy():
+    from scipy.ndimage import gaussian_filter1d
+
+    noise = np.random.default_rng(0).standard_normal((3, 72))
+    np.testing.assert_allclose(
+        data.mnist1d._smooth(noise, 2.0), gaussian_filter1d(noise, 2.0, axis=1), atol=1e-14
+    )
+    length = np.array([48, 60, 72])
+    got = data.mnist1d._resample(noise, length, 40)
+    for row, n, g in zip(noise, length, got):
+        want = np.interp(np.linspace(0, 1, 40), np.linspace(0, 1, n), row[:n])
+        np.testing.assert_allclose(g, want, atol=1e-14)
+
+
+def test_mnist1d_is_deterministic_balanced_and_standardized():
+    x, y = data.make_mnist1d(n_per_class=20, seed=1)
+    x2, y2 = data.make_mnist1d(n_per_class=20, seed=1)
+    x3, _ = data.make_mnist1d(n_per_class=20, seed=2)
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(y, y2)
+    assert not np.allclose(x, x3)
+    assert x.shape == (200, 40) and np.all(np.bincount(y) == 20)
+    assert abs(x.mean()) < 1e-12 and abs(x.std() - 1) < 1e-12
+    with pytest.raises(ValueError, match="n_per_class"):
+        data.make_mnist1d(n_per_class=0)
+
+
+def test_mnist1d_split_is_the_papers_and_nearest_class_mean_beats_chance():
+    d = data.load("mnist1d", dtype=np.float64)
+    assert len(d.y_train) == 4000 and len(d.y_test) == 1000
+    assert np.all(np.bincount(d.y_test) == 100)  # stratified
+    means = np.stack([d.x_train[d.y_train == k].mean(axis=0) for k in range(10)])
+    distance = ((d.x_test[:, None, :] - means[None]) ** 2).sum(axis=-1)
+    accuracy = np.mean(distance.argmin(axis=1) == d.y_test)
+    assert accuracy > 0.2, accuracy  # chance is 0.1; the paper's logistic regression gets 0.32

@@ -8,6 +8,7 @@ regression targets as ``(n, n_out)`` floats. Public names, one per line; the mod
   ``one_hot``, ``standardize``, ``train_val_split`` (seeded, stratified).
 - ``dataset``: ``Dataset`` and ``from_arrays`` (task inferred, labels coded, split, scaled).
 - ``builtin``: ``load(name)`` of ``DATASETS``, ``make_spirals``.
+- ``mnist1d``: ``make_mnist1d`` (Greydanus 2020's procedural 1-D digits).
 - ``idx``: ``load_idx``, ``write_idx``, ``load_mnist``.
 - ``tables``: CSV and NPZ files: ``load_table`` for training, ``read_features`` to predict on.
 """
@@ -20,6 +21,7 @@ from jmlp.data.dataset import from_arrays as from_arrays
 from jmlp.data.idx import load_idx as load_idx
 from jmlp.data.idx import load_mnist as load_mnist
 from jmlp.data.idx import write_idx as write_idx
+from jmlp.data.mnist1d import make_mnist1d as make_mnist1d
 from jmlp.data.preprocessing import Preprocessing as Preprocessing
 from jmlp.data.preprocessing import one_hot as one_hot
 from jmlp.data.preprocessing import standardize as standardize

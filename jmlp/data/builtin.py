@@ -1,5 +1,5 @@
 """The built-in data sets (``DATASETS``): scikit-learn's bundled sets and generators, the
-spirals, and document 003's problem, each split and standardized by :func:`load`.
+spirals, MNIST-1D, and document 003's problem, each split and standardized by :func:`load`.
 
 scikit-learn (``pip install "jmlp[experiments]"``) is needed only for its bundled sets and
 generators, and is imported inside the functions that use it. Nothing is downloaded.
@@ -13,6 +13,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from jmlp.data.dataset import Dataset, make_dataset
+from jmlp.data.mnist1d import make_mnist1d
 from jmlp.data.preprocessing import Preprocessing, float_dtype, standardize
 
 _SKLEARN_HINT = 'scikit-learn is needed for this data set: pip install "jmlp[experiments]"'
@@ -65,6 +66,11 @@ def _spirals(seed: int) -> tuple[np.ndarray, np.ndarray, tuple]:
     return x, y, (0, 1, 2)
 
 
+def _mnist1d(seed: int) -> tuple[np.ndarray, np.ndarray, tuple]:
+    x, y = make_mnist1d(seed=seed)
+    return x, y, tuple(range(10))
+
+
 # name -> (reader(seed) -> (x, y, classes or None), task)
 _BUILTIN = {
     "iris": (_bundled("load_iris"), "classification"),
@@ -74,6 +80,7 @@ _BUILTIN = {
     "diabetes": (_bundled("load_diabetes"), "regression"),
     "moons": (_moons, "classification"),
     "spirals": (_spirals, "classification"),
+    "mnist1d": (_mnist1d, "classification"),
 }
 DATASETS: tuple[str, ...] = (*_BUILTIN, "doc003")
 
@@ -114,6 +121,8 @@ def load(
       the training mean and std (R^2 is unchanged by this affine rescaling).
     - ``moons`` (1000 x 2, 2): ``make_moons(1000, noise=0.2, random_state=seed)``.
     - ``spirals`` (900 x 2, 3): ``make_spirals(seed=seed)``.
+    - ``mnist1d`` (5000 x 40, 10): ``make_mnist1d(seed=seed)``, the recipe and parameters of
+      Greydanus (2020); its default split is the paper's 4000 / 1000.
     - ``doc003`` (500 x 5, 3): document 003's problem exactly: ``make_classification(
       n_samples=500, n_features=5, n_informative=5, n_redundant=0, n_classes=3,
       random_state=7)`` then ``train_test_split(test_size=0.2, random_state=7)`` (not stratified),
