@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
-from jmlp import buckets
+from jmlp import buckets, precondition
 from jmlp.backprop import delta_rule, member_pass, with_l2
 from jmlp.feedback import rule_gradient
 from jmlp.forward import example_scale, forward_cache, l2_penalty, per_example_loss
@@ -63,6 +63,7 @@ class Plan(NamedTuple):
     chunk: int  # epochs the history buffer of one call holds
     split: Any = None  # a NamedSharding: every mini-batch split over its devices (fit)
     member_mesh: Any = None  # a 1-D Mesh: the members split over its devices (fit_many)
+    preconditioner: Any = None  # jmlp.precondition.KfacPlan (kind, every, samples), or None
 
 
 class Members(NamedTuple):
@@ -169,7 +170,10 @@ def block_gradient(plan: Plan):
     ...))``; ``x`` and ``t`` shared ``(B, n)`` or, with one data order per member, ``(G, B, n)``."""
     if plan.layout == "columns":
         return lambda params, feedback, *batch: member_pass(plan.net, params, *batch)
-    one = _one_gradient(plan.net, plan.gradient, plan.rule)
+    if plan.preconditioner is not None:  # the gradient and the forward cache of its factors
+        one = precondition.gradient(plan.net)
+    else:
+        one = _one_gradient(plan.net, plan.gradient, plan.rule)
     if plan.layout == "single":
 
         def single(params, feedback, x, t, scale, l2):
@@ -182,6 +186,14 @@ def block_gradient(plan: Plan):
         return single
     data_axis = None if plan.shared_order else 0
     return jax.vmap(one, in_axes=(0, 0, data_axis, data_axis, None, 0))
+
+
+def block_update(plan: Plan):
+    """``(hparams (G,), grads (G, ...), opt_state, params) -> (updates, opt_state)``: each
+    member's optimizer, or K-FAC's step of the block (:mod:`jmlp.precondition`)."""
+    if plan.preconditioner is not None:
+        return plan.optimizer.block_update
+    return jax.vmap(lambda h, g, s, p: plan.optimizer.make(h).update(g, s, p))
 
 
 # ----------------------------------------------------------------------------- one epoch
@@ -214,7 +226,7 @@ def block_epoch(plan: Plan, data: Data, epoch: Array, block: tuple, block_key) -
     params, state, hparams, l2, feedback, keys = block
     keys = block_key if plan.shared_order else keys
     gradient = block_gradient(plan)
-    update = jax.vmap(lambda h, g, s, p: plan.optimizer.make(h).update(g, s, p))
+    update = block_update(plan)
     members, dtype = l2.shape[0], data.x.dtype
     order = None if plan.batch is None else _epoch_orders(plan, data, keys, epoch)
 
