@@ -151,10 +151,14 @@ def damped_inverses(A: Array, G: Array, gamma: Array) -> tuple[Array, Array]:
     dim G))`` (1 where a trace is not > 0)."""
     ta, tg = jnp.trace(A) / A.shape[0], jnp.trace(G) / G.shape[0]
     pi = jnp.where((ta > 0) & (tg > 0), jnp.sqrt(ta / jnp.where(tg > 0, tg, 1)), 1)
-    eye = lambda n: jnp.eye(n, dtype=A.dtype)
-    return jnp.linalg.inv(A + pi * gamma * eye(A.shape[0])), jnp.linalg.inv(
-        G + gamma / pi * eye(G.shape[0])
-    )
+    return symmetric_inverse(A, pi * gamma), symmetric_inverse(G, gamma / pi)
+
+
+def symmetric_inverse(M: Array, shift: Array) -> Array:
+    """``(M + shift I)^-1 = V diag(1 / (w + shift)) V^T`` from ``M = V diag(w) V^T`` (``eigh``:
+    symmetric, definite or not)."""
+    w, V = jnp.linalg.eigh(M)
+    return jnp.matmul(V / (w + shift)[None, :], V.T, precision=jax.lax.Precision.HIGHEST)
 
 
 def preconditioned(net: MLP, grads: Params, A_inv: list, G_inv: list) -> Params:
