@@ -98,7 +98,10 @@ def blocks(net: MLP, opts: Options, n: int, batch: int, period: int, devices: in
     shared = period == 1 or period < n
     groups = period if shared else 1  # the blocks come in multiples of this
     columns = layout(opts, n, shared) == "columns"
-    g = block_size(net, batch, n, opts.block_size, columns, devices)
+    given = opts.block_size
+    if given is None and opts.preconditioner is not None and jax.default_backend() == "cpu":
+        given = 1  # K-FAC blocks of 2+ members were seen to hang XLA:CPU (the digits autoencoder)
+    g = block_size(net, batch, n, given, columns, devices)
     count = groups * ceil_div(ceil_div(n, groups), g)
     size = ceil_div(ceil_div(n, count), devices) * devices
     return Blocks(count, size, shared, period)
