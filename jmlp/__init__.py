@@ -52,6 +52,8 @@ from jmlp.net import MLP as MLP
 from jmlp.parallel import data_mesh as data_mesh
 from jmlp.per_example import per_example_grad_norms as per_example_grad_norms
 from jmlp.per_example import per_example_grads as per_example_grads
+from jmlp.precondition import KfacState as KfacState
+from jmlp.precondition import kfac as kfac
 from jmlp.quantities import diag_ggn as diag_ggn
 from jmlp.quantities import diag_ggn_mc as diag_ggn_mc
 from jmlp.quantities import diag_hessian as diag_hessian

@@ -71,7 +71,13 @@ def delta_rule(
     net: MLP, params: Params, x: Array, t: Array, scale: Array, layout: Layout
 ) -> tuple[Array, Params, list[Array]]:
     """``(sum_n s_n l_n, grads, deltas)`` without L2: forward, output delta, delta rule, grads."""
-    cache = forward_cache(net, params, x, layout)
+    return cached_delta_rule(net, params, forward_cache(net, params, x, layout), t, scale, layout)
+
+
+def cached_delta_rule(
+    net: MLP, params: Params, cache: Cache, t: Array, scale: Array, layout: Layout
+) -> tuple[Array, Params, list[Array]]:
+    """:func:`delta_rule` from the forward pass's ``cache`` (kept for more quantities)."""
     t, scale = layout.examples(t), layout.examples(scale)
     losses = scale * per_example_loss(net, cache, t, layout.classes)
     delta = output_delta(net, cache, t, scale, layout.classes)

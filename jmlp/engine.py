@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
-from jmlp import buckets
+from jmlp import buckets, precondition
 from jmlp.backprop import delta_rule, member_pass, with_l2
 from jmlp.feedback import alignment_angles, alignment_names, rule_gradient
 from jmlp.forward import forward_cache, l2_penalty, per_example_loss
@@ -66,6 +66,7 @@ class Plan(NamedTuple):
     split: Any = None  # a NamedSharding: every mini-batch split over its devices (fit)
     member_mesh: Any = None  # a 1-D Mesh: the members split over its devices (fit_many)
     alignment: bool = False  # the rule's angles to the gradient after every epoch (history)
+    preconditioner: Any = None  # jmlp.precondition.KfacPlan (kind, every, samples), or None
 
 
 class Members(NamedTuple):
@@ -175,7 +176,10 @@ def block_gradient(plan: Plan):
     ``scale`` ``(B,)``, or ``(G, B)`` (weighted examples in per-member orders)."""
     if plan.layout == "columns":
         return lambda params, feedback, *batch: member_pass(plan.net, params, *batch)
-    one = _one_gradient(plan.net, plan.gradient, plan.rule)
+    if plan.preconditioner is not None:  # the gradient and the forward cache of its factors
+        one = precondition.gradient(plan.net)
+    else:
+        one = _one_gradient(plan.net, plan.gradient, plan.rule)
     if plan.layout == "single":
 
         def single(params, feedback, x, t, scale, l2):
@@ -193,6 +197,14 @@ def block_gradient(plan: Plan):
         return jax.vmap(one, in_axes=axes)(params, feedback, x, t, scale, l2)
 
     return rows
+
+
+def block_update(plan: Plan):
+    """``(hparams (G,), grads (G, ...), opt_state, params) -> (updates, opt_state)``: each
+    member's optimizer, or K-FAC's step of the block (:mod:`jmlp.precondition`)."""
+    if plan.preconditioner is not None:
+        return plan.optimizer.block_update
+    return jax.vmap(lambda h, g, s, p: plan.optimizer.make(h).update(g, s, p))
 
 
 # ----------------------------------------------------------------------------- one epoch
@@ -243,7 +255,7 @@ def block_epoch(plan: Plan, data: Data, epoch: Array, block: tuple, block_key) -
     params, state, hparams, l2, feedback, keys = block
     keys = block_key if plan.shared_order else keys
     gradient = block_gradient(plan)
-    update = jax.vmap(lambda h, g, s, p: plan.optimizer.make(h).update(g, s, p))
+    update = block_update(plan)
     members, dtype = l2.shape[0], data.x.dtype
     order = None if plan.batch is None else _epoch_orders(plan, data, keys, epoch)
 

@@ -322,9 +322,10 @@ def kfac_factors(
     of layer ``l``'s parameters ordered as ``concatenate([W, b[None]]).ravel()`` (row-major) and
     equals it for a batch of one.
 
-    ``A^l = (1/B) sum_n a_n a_n^T``, ``a_n = [h^{l-1}_n, 1]``; ``G^l = sum_n sum_c e_c d^l_{n,c}
-    d^l_{n,c}^T`` with the rows of :func:`diag_ggn` (``kind="kflr"``, exact) or of
-    :func:`diag_ggn_mc` (``kind="kfac"``, ``samples`` draws with ``key``).
+    ``A^l = sum_n s_n a_n a_n^T / sum_n s_n`` (``(1/B) sum_n a_n a_n^T`` without ``weights``),
+    ``a_n = [h^{l-1}_n, 1]``; ``G^l = sum_n sum_c e_c d^l_{n,c} d^l_{n,c}^T`` with the rows of
+    :func:`diag_ggn` (``kind="kflr"``, exact) or of :func:`diag_ggn_mc` (``kind="kfac"``,
+    ``samples`` draws with ``key``).
 
     **Returns:** per layer ``{"A": (n_in + 1, n_in + 1), "G": (n_out, n_out)}``.
     """
@@ -334,6 +335,14 @@ def kfac_factors(
         raise ValueError("key: kind='kfac' samples targets and needs a jax.random key")
     _check_samples(samples)
     cache, t, scale = _setup(net, params, x, y, weights)
+    return cache_factors(net, params, cache, t, scale, kind, key, samples)
+
+
+def cache_factors(
+    net: MLP, params: Params, cache: Cache, t: Array, scale: Array, kind: str, key, samples: int
+) -> list[dict[str, Array]]:
+    """:func:`kfac_factors` from a forward ``cache``, targets ``t (B, n_out)`` and batch
+    weights ``scale (B,)`` (the training step's, whose gradient shares the cache)."""
     factor = (
         output_factor(net, cache, t, exact=False)
         if kind == "kflr"
@@ -341,16 +350,19 @@ def kfac_factors(
     )
     rows, signs = _weighted(*factor, scale)
     ds = backward(net, params, _wide(cache), rows)
-    return [_kronecker_factors(net, h, d, signs) for h, d in zip(cache.h, ds)]
+    return [_kronecker_factors(net, h, d, signs, scale) for h, d in zip(cache.h, ds)]
 
 
-def _kronecker_factors(net: MLP, h: Array, d: Array, signs: Array) -> dict[str, Array]:
-    """``A = (1/B) sum_n a_n a_n^T``, ``a_n = [h_n, 1]``; ``G = sum_{n,c} e_c d_c d_c^T``."""
+def _kronecker_factors(
+    net: MLP, h: Array, d: Array, signs: Array, scale: Array
+) -> dict[str, Array]:
+    """``A = sum_n s_n a_n a_n^T / sum_n s_n``, ``a_n = [h_n, 1]``; ``G = sum_{n,c} e_c d_c
+    d_c^T`` (rows of weight 0, the padding of a batch, count in neither)."""
     a = jnp.concatenate([h, jnp.ones_like(h[:, :1])], axis=1)
     rows = d.reshape(-1, d.shape[-1])
     weighted = (d * signs[:, :, None]).reshape(rows.shape)
     return {
-        "A": einsum(net, "...i,io->...o", a.T, a) / h.shape[0],
+        "A": einsum(net, "...i,io->...o", (a * (scale / jnp.sum(scale))[:, None]).T, a),
         "G": einsum(net, "...i,io->...o", weighted.T, rows),
     }
 

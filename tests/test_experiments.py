@@ -34,6 +34,7 @@ SCRIPTS = {  # script: figures it must write
     "sklearn_comparison": ["accuracy.png"],
     "sweep": ["sweep.png"],
     "accelerator": [],  # a table, results.md (checked below), no figure
+    "kfac": ["curves.png"],
 }
 
 
@@ -173,6 +174,15 @@ def test_sweep_jmlp_and_plain_jax_agree(results):
     ours, plain = data["accuracy"]["jmlp"], data["accuracy"]["plain JAX + optax"]
     for width in ours:
         np.testing.assert_allclose(ours[width], plain[width], atol=0.01)
+
+
+def test_kfac_experiment_trains_every_method_on_both_problems(results):
+    data, _ = results["kfac"]
+    assert set(data["results"]) == {"digits_autoencoder", "mnist1d"}
+    for entry in data["results"].values():
+        assert [s["method"] for s in entry["methods"]] == ["sgd", "adam", "kfac"]
+        for s in entry["methods"]:
+            assert np.all(np.isfinite(s["curves"])) and s["seconds_per_member_epoch"] > 0
 
 
 def test_accelerator_kit_on_eight_simulated_devices(tmp_path):

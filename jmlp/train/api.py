@@ -22,6 +22,7 @@ from jmlp.arguments import check_int, check_number
 from jmlp.checks import check_params, n_members
 from jmlp.init import Params
 from jmlp.net import MLP
+from jmlp.precondition import Kfac
 from jmlp.train import programs
 from jmlp.train.loop import train
 from jmlp.train.options import Options, check_net
@@ -89,6 +90,7 @@ def fit(
     opt_state: Any = None,
     shuffle: bool = True,
     sample_weight: Any = None,
+    preconditioner: Kfac | None = None,
 ) -> FitResult:
     """Train ``params`` on ``x (N, n_in)``, ``y`` (rows ``(N, n_out)`` or integer labels ``(N,)``).
 
@@ -151,6 +153,10 @@ def fit(
       where ``sum_I w = 0``) or ``w_n`` (sum); the epoch's loss is ``sum_I (sum_I w) L_I /
       sum w`` (mean) or ``sum_I L_I`` (sum). Validation and evaluation metrics are unweighted.
       The weights are data (new values do not recompile); give them again to resume.
+    - ``preconditioner``: ``jmlp.kfac(damping, decay=, every=, kind=)``: each step's gradient
+      (L2 included) preconditioned per layer by K-FAC, ``A^-1 [dW; db] G^-1``, before the
+      optimizer (:mod:`jmlp.precondition`); ``opt_state`` is then a ``KfacState`` holding the
+      running factors, their inverses and the optimizer's state. Backprop's gradient only.
 
     **Returns:** :class:`FitResult` ``(params, opt_state, history, epochs_run, stopped, key)``.
 
@@ -229,6 +235,7 @@ def fit_many(
     block_size: int | None = None,
     shuffle: bool = True,
     sample_weight: Any = None,
+    preconditioner: Kfac | None = None,
 ) -> EnsembleResult:
     """Train N networks (an ensemble, a sweep over hyper-parameters or seeds) in one engine:
     ``fit_many(net, params, optimizer, x, y, ...)``, the arguments of :func:`fit` in its order
@@ -251,6 +258,8 @@ def fit_many(
       ``jmlp.grid(..., seed=...).keys()`` gives with the seed axis last) let the members that
       share a key train in blocks of their own, on shared mini-batches.
     - ``feedback``: one set of the rule's matrices shared by all, or a stack (leading axis N).
+    - ``preconditioner``: as :func:`fit`; ``jmlp.kfac``'s ``damping`` and ``decay`` may be arrays
+      ``(N,)``, one per member (data: new values never recompile).
     - ``hparams``: dict name -> number or array ``(N,)``; ``l2``, ``tol``, ``patience``,
       ``min_delta``: a number or an array ``(N,)``.
     - ``nan_policy``: ``"stop"``: a member whose epoch turns non-finite stops with the params

@@ -9,6 +9,7 @@ from jmlp.arguments import check_choice, check_int
 from jmlp.backprop import GRADIENTS
 from jmlp.feedback import RULES
 from jmlp.net import MLP
+from jmlp.precondition import Kfac
 
 NAN_POLICIES = ("stop", "skip")
 
@@ -43,6 +44,7 @@ class Options:
     block_size: int | None = None
     shuffle: bool = True
     sample_weight: Any = None
+    preconditioner: Kfac | None = None
 
     def __post_init__(self):
         check_int("epochs", self.epochs, 1)
@@ -65,6 +67,20 @@ class Options:
         if self.callback is not None and not callable(self.callback):
             raise TypeError(f"callback: expected a callable, got {type(self.callback).__name__}")
         self._check_checkpoints()
+        self._check_preconditioner()
+
+    def _check_preconditioner(self) -> None:
+        given = self.preconditioner
+        if given is None:
+            return
+        if not isinstance(given, Kfac):
+            raise TypeError(f"preconditioner: expected jmlp.kfac(...) or None, got {given!r:.60}")
+        if self.rule != "backprop":
+            raise ValueError(f"preconditioner: K-FAC preconditions the gradient of backprop; "
+                             f"give rule='backprop', got {self.rule!r}")  # fmt: skip
+        if self.gradient != "backprop":
+            raise ValueError("gradient: K-FAC's factors come from the hand-written pass's forward "
+                             f"cache; give gradient='backprop', got {self.gradient!r}")  # fmt: skip
 
     def _check_checkpoints(self) -> None:
         path, every = self.checkpoint_path, self.checkpoint_every

@@ -23,6 +23,7 @@ from jmlp.engine import Data, Members, Plan, Settings
 from jmlp.feedback import alignment_names, check_feedback, feedback_shapes
 from jmlp.net import MLP
 from jmlp.optimizer_spec import optimizer_spec
+from jmlp.precondition import DAMPING, DECAY, KEY, KfacSpec
 from jmlp.train import programs
 from jmlp.train.options import Options
 
@@ -84,7 +85,7 @@ def layout(opts: Options, members: int, shared: bool) -> str:
     batches with backprop's hand-written gradient; else "rows"."""
     if members == 1:
         return "single"
-    hand = opts.gradient == "backprop" and opts.rule == "backprop"
+    hand = opts.gradient == "backprop" and opts.rule == "backprop" and opts.preconditioner is None
     return "columns" if shared and hand else "rows"
 
 
@@ -98,7 +99,10 @@ def blocks(net: MLP, opts: Options, n: int, batch: int, period: int, devices: in
     shared = period == 1 or period < n
     groups = period if shared else 1  # the blocks come in multiples of this
     columns = layout(opts, n, shared) == "columns"
-    g = block_size(net, batch, n, opts.block_size, columns, devices)
+    given = opts.block_size
+    if given is None and opts.preconditioner is not None and jax.default_backend() == "cpu":
+        given = 1  # K-FAC blocks of 2+ members were seen to hang XLA:CPU (the digits autoencoder)
+    g = block_size(net, batch, n, given, columns, devices)
     count = groups * ceil_div(ceil_div(n, groups), g)
     size = ceil_div(ceil_div(n, count), devices) * devices
     return Blocks(count, size, shared, period)
@@ -145,6 +149,29 @@ def engine_keys(key: Any, kind: str, plan: Plan, period: int, size: int) -> Any:
     if kind == "one":
         return jnp.broadcast_to(key, (plan.blocks,) + jnp.shape(key))  # typed or raw
     return key[np.arange(plan.blocks) % period]
+
+
+def preconditioner_data(opts: Options, n: int, dtype) -> dict:
+    """K-FAC's per-member damping and decay ``(N,)`` (:mod:`jmlp.precondition`)."""
+    pre = opts.preconditioner
+    return {DAMPING: per_member("damping", pre.damping, n, dtype),
+            DECAY: per_member("decay", pre.decay, n, dtype)}  # fmt: skip
+
+
+def preconditioner_keys(opts: Options, n: int, key_kind: str, size: int) -> dict:
+    """K-FAC's draws (kind "kfac"): each member's run key (the one key, or its own), padded to
+    ``size``; nothing otherwise."""
+    pre = opts.preconditioner
+    if pre is None or pre.kind != "kfac":
+        return {}
+    if opts.key is None:
+        raise ValueError("key: the K-FAC preconditioner with kind='kfac' draws targets from the "
+                         "model; pass key=jax.random.key(...), or use kind='kflr'")  # fmt: skip
+    key = opts.key
+    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.wrap_key_data(key)
+    keys = key if key_kind == "each" else jnp.broadcast_to(key, (n,))
+    return {KEY: engine.pad_members(keys, size)}
 
 
 def padded(data: Data, sizes: tuple[int, ...] | None) -> Data:
@@ -225,6 +252,10 @@ def prepare(net: MLP, optimizer, x, y, params, opts: Options, n: int, single: bo
     mesh = check_mesh(opts.mesh, batch or rows if single else None)
     hparams = hparams_per_member(opts.hparams, n, x.dtype)
     spec = optimizer_spec(optimizer, hparams, first)
+    pre = opts.preconditioner
+    if pre is not None:
+        spec = KfacSpec(spec, net, pre.static)
+        hparams = hparams | preconditioner_data(opts, n, x.dtype)
     period = key_period(opts.key) if kind == "each" and not ordered else 1
     devices = mesh.size if mesh is not None and not single else 1
     layout_of = blocks(net, opts, n, batch or rows, period, devices)
@@ -245,12 +276,14 @@ def prepare(net: MLP, optimizer, x, y, params, opts: Options, n: int, single: bo
         split=parallel.batch_sharding(mesh) if single and mesh is not None else None,
         member_mesh=mesh if not single else None,
         alignment=opts.alignment,
+        preconditioner=None if pre is None else pre.static,
     )
     size = layout_of.members
     keys = None if ordered else engine_keys(opts.key, kind, plan, period, size)
     run_settings = settings(opts, hparams, n, x.dtype, keys, size)
     run_settings = run_settings._replace(
-        feedback=member_feedback(net, opts, n, single, x.dtype, size)
+        feedback=member_feedback(net, opts, n, single, x.dtype, size),
+        hparams=run_settings.hparams | preconditioner_keys(opts, n, kind, size),
     )
     members = programs.starter(plan, size, single)(params, opts.opt_state, run_settings.hparams)
     counts = (rows, *(len(x_s) for x_s, _ in sets))
