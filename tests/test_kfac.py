@@ -3,6 +3,8 @@ written differently: per-example factors from jax.jacrev and jax.hessian, dense 
 and numpy inverses; the one-example step against a dense solve; fit_many members against fit;
 no recompilation for new damping; resume bitwise; the argument checks."""
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -157,10 +159,13 @@ def test_one_example_step_is_the_dense_damped_solve():
         q = [*p[:l], {"W": m[:-1], "b": m[-1]}, *p[l + 1 :]]
         return jmlp.forward_cache(net, q, x).z[-1][0]
 
-    for l in range(2):
+    @partial(jax.jit, static_argnums=0)
+    def ggn_block(l):  # the GGN block of layer l, row-major [W; b]: J^T H J
         J = jax.jacrev(z_out)(flat(p[l]), l)
-        H = hessian(z_out(flat(p[l]), l))
-        block = np.asarray(J.T @ H @ J)  # the GGN block of layer l, row-major [W; b]
+        return J.T @ hessian(z_out(flat(p[l]), l)) @ J
+
+    for l in range(2):
+        block = np.asarray(ggn_block(l))
         a = np.append(np.asarray(jmlp.forward_cache(net, p, x).h[l][0]), 1.0)
         A = np.outer(a, a)
         n_out = p[l]["W"].shape[1]
