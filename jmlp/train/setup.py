@@ -101,7 +101,7 @@ def blocks(net: MLP, opts: Options, n: int, batch: int, period: int, devices: in
     columns = layout(opts, n, shared) == "columns"
     given = opts.block_size
     if given is None and opts.preconditioner is not None and jax.default_backend() == "cpu":
-        given = 1  # K-FAC blocks of 2+ members were seen to hang XLA:CPU (the digits autoencoder)
+        given = 1  # blocks of 2+ K-FAC members hang XLA:CPU's concurrency-optimized scheduler
     g = block_size(net, batch, n, given, columns, devices)
     count = groups * ceil_div(ceil_div(n, groups), g)
     size = ceil_div(ceil_div(n, count), devices) * devices
