@@ -41,7 +41,7 @@ from jmlp import buckets, precondition
 from jmlp.backprop import delta_rule, member_pass, with_l2
 from jmlp.feedback import alignment_angles, alignment_names, rule_gradient
 from jmlp.forward import forward_cache, l2_penalty, per_example_loss
-from jmlp.layouts import batch_major
+from jmlp.layouts import batch_major, select
 from jmlp.metrics import validation_metrics, validation_names
 from jmlp.net import MLP
 
@@ -118,15 +118,6 @@ def members_finite(tree: Any) -> Array:
     return jnp.all(
         jnp.stack([jnp.all(jnp.isfinite(a), axis=tuple(range(1, a.ndim))) for a in leaves]), 0
     )
-
-
-def select(mask: Array, new: Any, old: Any) -> Any:
-    """Member-wise ``where``: member m of ``new`` where ``mask[m]``, else of ``old``."""
-
-    def pick(a, b):
-        return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
-
-    return jax.tree.map(pick, new, old)
 
 
 def epoch_order(n: Array, size: int, key: Array | None, epoch: Array) -> Array:

@@ -9,7 +9,7 @@ product of both goes through :func:`einsum` (the spec's compute dtype and precis
 
 from collections.abc import Callable
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -107,3 +107,12 @@ def _columns_affine(net: MLP, h: Array, layer: dict) -> Array:
     if h.ndim == 2 and W.shape[2] <= 8 and net.compute_dtype is None:
         return sum(W[:, :, i, None] * h[None, None, i, :] for i in range(W.shape[2])) + b
     return einsum(net, "goi,ib->gob" if h.ndim == 2 else "goi,gib->gob", W, h) + b
+
+
+def select(mask: Array, new: Any, old: Any) -> Any:
+    """Member-wise ``where``: member m of ``new`` where ``mask[m]``, else of ``old``."""
+
+    def pick(a, b):
+        return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
+
+    return jax.tree.map(pick, new, old)

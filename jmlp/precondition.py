@@ -35,7 +35,7 @@ import optax
 from jmlp.backprop import cached_delta_rule, with_l2
 from jmlp.forward import Cache, forward_cache
 from jmlp.init import Params
-from jmlp.layouts import batch_major, einsum
+from jmlp.layouts import batch_major, einsum, select
 from jmlp.net import MLP
 from jmlp.quantities import KINDS, cache_factors
 
@@ -187,12 +187,6 @@ def _inverses(A: list, G: list, gamma: Array) -> tuple[list, list]:
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
-def _where(mask: Array, new: Any, old: Any) -> Any:
-    """Member-wise ``where`` over leaves ``(G, ...)``."""
-    pick = lambda a, b: jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
-    return jax.tree.map(pick, new, old)
-
-
 # --- the optimizer of the engine ------------------------------------------------------------------
 class KfacSpec:
     """The engine's optimizer (as :class:`jmlp.optimizer_spec.OptimizerSpec`): ``make(h).init``
@@ -237,7 +231,7 @@ class KfacSpec:
         due = state.count % plan.every == 0
         kept = (state.A_inv, state.G_inv)
         A_inv, G_inv = jax.lax.cond(
-            jnp.any(due), lambda: _where(due, jax.vmap(_inverses)(A, G, gamma), kept), lambda: kept
+            jnp.any(due), lambda: select(due, jax.vmap(_inverses)(A, G, gamma), kept), lambda: kept
         )
         directions = jax.vmap(lambda g, a, b: preconditioned(net, g, a, b))(grads, A_inv, G_inv)
         updates, inner = jax.vmap(lambda hm, d, s, p: self._inner(hm).update(d, s, p))(
