@@ -114,10 +114,9 @@ class Data(NamedTuple):
 
 def members_finite(tree: Any) -> Array:
     """``(M,)``: True where every floating entry of member m's leaves is finite."""
-    leaves = [a for a in jax.tree.leaves(tree) if jnp.issubdtype(a.dtype, jnp.inexact)]
-    return jnp.all(
-        jnp.stack([jnp.all(jnp.isfinite(a), axis=tuple(range(1, a.ndim))) for a in leaves]), 0
-    )
+    leaves = [a.reshape(a.shape[0], -1) for a in jax.tree.leaves(tree)
+              if jnp.issubdtype(a.dtype, jnp.inexact)]  # fmt: skip
+    return jnp.all(jnp.isfinite(jnp.concatenate(leaves, axis=1)), axis=1)
 
 
 def epoch_order(n: Array, size: int, key: Array | None, epoch: Array) -> Array:

@@ -111,6 +111,8 @@ def _columns_affine(net: MLP, h: Array, layer: dict) -> Array:
 
 def select(mask: Array, new: Any, old: Any) -> Any:
     """Member-wise ``where``: member m of ``new`` where ``mask[m]``, else of ``old``."""
+    if mask.shape == (1,):  # one member: a branch, no element-wise kernels to compile
+        return jax.lax.cond(mask[0], lambda: new, lambda: old)
 
     def pick(a, b):
         return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
