@@ -2,6 +2,7 @@
 cross_val_score), the inputs it accepts, partial_fit / warm_start, and accuracy beside
 sklearn.neural_network.MLPClassifier on the same data and settings."""
 
+import joblib
 import numpy as np
 import pytest
 from conftest import compiled
@@ -95,6 +96,17 @@ def test_pipeline_grid_search_and_cross_val_score(iris):
     assert grid.best_score_ > 0.85
     scores = cross_val_score(grid.best_estimator_, x, y, cv=3)
     assert scores.shape == (3,) and scores.min() > 0.85
+
+
+def test_a_grid_search_in_threads_equals_the_serial_one(iris):
+    x, y = iris
+    model = make_pipeline(StandardScaler(), MLPClassifier(max_iter=20, **IRIS))
+    grid = {"mlpclassifier__alpha": [1e-4, 1e-1], "mlpclassifier__learning_rate_init": [1e-3, 1e-2]}
+    serial = GridSearchCV(model, grid, cv=3).fit(x, y)
+    with joblib.parallel_config(backend="threading"):
+        threads = GridSearchCV(model, grid, cv=3, n_jobs=2).fit(x, y)
+    for name in ("mean_test_score", "split0_test_score", "split2_test_score"):
+        np.testing.assert_array_equal(threads.cv_results_[name], serial.cv_results_[name])
 
 
 # ----------------------------------------------------------------------------- inputs

@@ -1,6 +1,7 @@
 """The jitted programs of training, built once per static plan and kept (no recompilation for
 equal work: a fresh but equal optimizer has the same plan, :mod:`jmlp.optimizer_spec`)."""
 
+import threading
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -13,21 +14,28 @@ from jmlp.engine import Members, Plan
 
 _PROGRAMS: dict = {}  # (what, plan, ...) -> its jitted program
 _ROWS: dict = {}  # plan -> the padded row counts its runs have had (training set, other sets)
+_LOCK = threading.Lock()  # fits may run in threads (joblib's threading backend)
 
 
 def _cached(key: Any, build: Callable[[], Any]) -> Any:
     """``_PROGRAMS[key]``, built on first use (the oldest entry dropped beyond 64)."""
-    if key not in _PROGRAMS:
-        if len(_PROGRAMS) >= 64:
-            _PROGRAMS.pop(next(iter(_PROGRAMS)))
-        _PROGRAMS[key] = build()
-    return _PROGRAMS[key]
+    with _LOCK:
+        if key not in _PROGRAMS:
+            if len(_PROGRAMS) >= 64:
+                _PROGRAMS.pop(next(iter(_PROGRAMS)))
+            _PROGRAMS[key] = build()
+        return _PROGRAMS[key]
 
 
 def row_sizes(plan: Plan, counts: tuple[int, ...]) -> tuple[int, ...]:
     """Padded row counts for sets of ``counts`` rows (training set first): the smallest that a run
     of this plan has had and that hold them within :func:`jmlp.buckets.roomy` sizes, else those
     sizes. So a refit on all rows reuses the program of the folds before it."""
+    with _LOCK:
+        return _row_sizes(plan, counts)
+
+
+def _row_sizes(plan: Plan, counts: tuple[int, ...]) -> tuple[int, ...]:
     fits = [
         had for had in _ROWS.get(plan, ())
         if len(had) == len(counts) and all(n <= s <= buckets.roomy(n) for n, s in zip(counts, had))
