@@ -307,14 +307,14 @@ def _restore(name: str, arr: np.ndarray, like: Any, target: Path) -> jax.Array:
     if arr.shape != shape or arr.dtype != dtype:
         raise ValueError(f"{target}: leaf {name!r} disagrees with the file's own metadata")
     sharding = getattr(like, "sharding", None)
-    return jnp.asarray(arr) if sharding is None else jax.device_put(arr, sharding)
+    return jax.device_put(arr, sharding)  # None: the default device (no program compiled)
 
 
 def _decode_key(npz: Any, info: dict | None) -> jax.Array | None:
     """The saved key: typed keys rebuilt with ``jax.random.wrap_key_data``, legacy keys as uint32."""
     if info is None:
         return None
-    data = jnp.asarray(npz["key"])
+    data = jax.device_put(npz["key"])
     if info["kind"] == "typed":
         return jax.random.wrap_key_data(data, impl=info["impl"])
     return data

@@ -29,6 +29,8 @@ RAW = {  # independent copies of the raw data, straight from scikit-learn
     "iris": lambda: skd.load_iris(return_X_y=True),
     "wine": lambda: skd.load_wine(return_X_y=True),
     "diabetes": lambda: skd.load_diabetes(return_X_y=True),
+    "digits": lambda: skd.load_digits(return_X_y=True),
+    "breast_cancer": lambda: skd.load_breast_cancer(return_X_y=True),
 }
 
 
@@ -69,7 +71,7 @@ def test_iris_split_is_stratified_120_30():
     assert d.classes == ("setosa", "versicolor", "virginica")
 
 
-@pytest.mark.parametrize("name", ["iris", "wine", "diabetes"])
+@pytest.mark.parametrize("name", list(RAW))
 def test_split_is_a_partition_of_the_raw_data(name):
     x, y = RAW[name]()
     d = data.load(name, standardize=False, dtype=np.float64)
@@ -151,6 +153,12 @@ def test_load_errors():
         data.load("iris", dtype=np.int32)
     with pytest.raises(ValueError, match="test_size"):
         data.load("iris", test_size=1.5)
+
+
+def test_bundled_class_names_are_scikit_learns():
+    for name, loader in [("wine", skd.load_wine), ("breast_cancer", skd.load_breast_cancer),
+                         ("digits", skd.load_digits)]:  # fmt: skip
+        assert data.load(name).classes == tuple(loader().target_names.tolist())
 
 
 def test_missing_sklearn_gives_install_hint(monkeypatch):

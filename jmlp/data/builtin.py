@@ -2,11 +2,14 @@
 spirals, MNIST-1D, and document 003's problem, each split and standardized by :func:`load`.
 
 scikit-learn (``pip install "jmlp[experiments]"``) is needed only for its bundled sets and
-generators, and is imported inside the functions that use it. Nothing is downloaded.
+generators: the bundled files of iris, digits, wine and breast_cancer are read without importing
+it, the rest import it inside the functions that use it. Nothing is downloaded.
 """
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,6 +59,27 @@ def _bundled(loader_name: str):
     return read
 
 
+def _bundled_csv(file: str, header: bool):
+    """A reader of scikit-learn's bundled ``file`` (features, then the class in the last column;
+    with a ``header`` line ``n, d, name_0, name_1, ...``), read without importing scikit-learn,
+    whose import takes about a second: ``load_iris`` and the others return the same arrays."""
+
+    def read(seed: int) -> tuple[np.ndarray, np.ndarray, tuple]:
+        sklearn = importlib.util.find_spec("sklearn")
+        if sklearn is None:
+            raise ImportError(_SKLEARN_HINT)
+        path = Path(sklearn.submodule_search_locations[0]) / "datasets" / "data" / file
+        rows = np.loadtxt(path, delimiter=",", skiprows=int(header))
+        x, y = rows[:, :-1], rows[:, -1].astype(int)
+        names = tuple(range(y.max() + 1))
+        if header:
+            with open(path) as first:
+                names = tuple(first.readline().strip().split(",")[2:])
+        return x, y, names
+
+    return read
+
+
 def _moons(seed: int) -> tuple[np.ndarray, np.ndarray, tuple]:
     x, y = _sklearn_datasets().make_moons(n_samples=1000, noise=0.2, random_state=seed)
     return x, y, (0, 1)
@@ -73,10 +97,10 @@ def _mnist1d(seed: int) -> tuple[np.ndarray, np.ndarray, tuple]:
 
 # name -> (reader(seed) -> (x, y, classes or None), task)
 _BUILTIN = {
-    "iris": (_bundled("load_iris"), "classification"),
-    "digits": (_bundled("load_digits"), "classification"),
-    "wine": (_bundled("load_wine"), "classification"),
-    "breast_cancer": (_bundled("load_breast_cancer"), "classification"),
+    "iris": (_bundled_csv("iris.csv", header=True), "classification"),
+    "digits": (_bundled_csv("digits.csv.gz", header=False), "classification"),
+    "wine": (_bundled_csv("wine_data.csv", header=True), "classification"),
+    "breast_cancer": (_bundled_csv("breast_cancer.csv", header=True), "classification"),
     "diabetes": (_bundled("load_diabetes"), "regression"),
     "moons": (_moons, "classification"),
     "spirals": (_spirals, "classification"),
