@@ -7,8 +7,8 @@ training all counted), jmlp and scikit-learn interleaved, the best of ``--repeat
 - "003": document 003's problem, 400 x 5, a 5-50-3 relu net, Adam at 1e-3, batch 50, 500
   epochs (no early stop), fit then predict;
 - "grid": GridSearchCV on breast_cancer (569 x 30) of Pipeline(StandardScaler,
-  MLPClassifier((64,))) over 3 alphas x 2 learning rates, 5 folds and the refit (n_jobs 1, and
-  2 processes sharing the cache).
+  MLPClassifier((64,))) over 3 alphas x 2 learning rates, 5 folds and the refit (n_jobs 1; 2
+  processes sharing the cache, joblib's default; 2 threads, joblib's threading backend).
 jmlp runs once with an empty compilation cache (a new folder each time) and once with the cache
 that an earlier identical process filled. Two more measurements, each in a fresh process:
 the compile time of the first ``jmlp.fit`` (first call less second) against that of a plain
@@ -29,7 +29,8 @@ from common import parse_args, save_json, table
 JOB = r"""
 import os, sys, time, warnings
 began = time.perf_counter()
-which, job, jobs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+which, job, jobs, backend = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+import joblib
 import numpy as np
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import GridSearchCV
@@ -51,7 +52,8 @@ else:
     pipe = make_pipeline(StandardScaler(), MLPClassifier((64,), max_iter=200, random_state=0))
     grid = {"mlpclassifier__alpha": [1e-4, 1e-2, 1e-1],
             "mlpclassifier__learning_rate_init": [1e-3, 1e-2]}
-    GridSearchCV(pipe, grid, cv=5, n_jobs=jobs).fit(x, y)
+    with joblib.parallel_config(backend=backend):
+        GridSearchCV(pipe, grid, cv=5, n_jobs=jobs).fit(x, y)
 print(time.perf_counter() - began)
 """
 
@@ -110,16 +112,17 @@ def python(code: str, *args, cache: str = "") -> float:
     return float(lines[-1]) if lines else wall
 
 
-def job_times(job: str, jobs: int, repeats: int) -> dict[str, float]:
+def job_times(job: str, jobs: int, backend: str, repeats: int) -> dict[str, float]:
     """Best wall times of ``job``: scikit-learn, jmlp with an empty cache, jmlp with a warm one."""
     times = {"sklearn": [], "jmlp_empty": [], "jmlp_warm": []}
+    args = (job, jobs, backend)
     with tempfile.TemporaryDirectory() as warm:
-        python(JOB, "jmlp", job, jobs, cache=warm)  # fills the warm cache
+        python(JOB, "jmlp", *args, cache=warm)  # fills the warm cache
         for _ in range(repeats):
-            times["sklearn"].append(python(JOB, "sklearn", job, jobs))
+            times["sklearn"].append(python(JOB, "sklearn", *args))
             with tempfile.TemporaryDirectory() as empty:
-                times["jmlp_empty"].append(python(JOB, "jmlp", job, jobs, cache=empty))
-            times["jmlp_warm"].append(python(JOB, "jmlp", job, jobs, cache=warm))
+                times["jmlp_empty"].append(python(JOB, "jmlp", *args, cache=empty))
+            times["jmlp_warm"].append(python(JOB, "jmlp", *args, cache=warm))
     return {k: min(v) for k, v in times.items()}
 
 
@@ -130,8 +133,11 @@ def main(argv=None) -> dict:
     repeats = 1 if args.quick else args.repeats
     here = os.path.dirname(os.path.abspath(__file__))
     results = {"jobs": {}}
-    for job, jobs in [("003", 1), ("grid", 1)] + ([] if args.quick else [("grid", 2)]):
-        results["jobs"][f"{job} n_jobs={jobs}"] = job_times(job, jobs, repeats)
+    jobs = [("003", 1, "loky"), ("grid", 1, "loky")]
+    jobs += [] if args.quick else [("grid", 2, "loky"), ("grid", 2, "threading")]
+    for job, n_jobs, backend in jobs:
+        name = f"{job} n_jobs={n_jobs}" + (" threads" if backend == "threading" else "")
+        results["jobs"][name] = job_times(job, n_jobs, backend, repeats)
     compile_s = {
         what: min(python(COMPILE, what, here) for _ in range(repeats)) for what in ("fit", "scan")
     }
