@@ -1,15 +1,15 @@
 """The results of a ``jmlp train`` run: loss and accuracy (or R^2) of each part, the final table,
 and the test set's confusion counts."""
 
+import functools
 import re
 import signal
-from functools import partial
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from jmlp import buckets, data, runs
+from jmlp import buckets, cache, data, runs
 from jmlp.checks import param_dtype
 from jmlp.cli.signals import Stop
 from jmlp.cli.train_data import loss_targets, target_rows
@@ -20,29 +20,39 @@ from jmlp.net import MLP
 from jmlp.runs import class_codes
 
 
-@partial(jax.jit, static_argnums=0)
 def _loss_outputs_r2(net: MLP, params, x, t, n) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Loss (without L2), the outputs and R^2 of a part's first ``n`` rows of ``x (P, n_in)``,
-    ``t (P, n_out)`` (the rest padding), as one compiled call per bucket size."""
+    ``t (P, n_out)`` (the rest padding)."""
     metrics = validation_metrics(net, params, (x, t, n))
     return metrics[0], forward(net, params, x), metrics[-1]
 
 
-def part_outputs(net: MLP, params, x, y, n_classes: int) -> tuple[float, np.ndarray, float]:
-    """Loss (without L2), outputs ``(n, n_out)`` and R^2 of a part, its rows padded to their
-    bucket size (one program for the parts of one size class)."""
+@functools.cache
+def _compiled_loss_outputs_r2():
+    return cache.jit(_loss_outputs_r2, static_argnums=0)
+
+
+def part_outputs(
+    net: MLP, params, x, y, n_classes: int, size: int
+) -> tuple[float, np.ndarray, float]:
+    """Loss (without L2), outputs ``(n, n_out)`` and R^2 of a part, its rows padded to ``size``
+    (one compiled call for every part: :func:`parts_size`)."""
     t, n = target_rows(net, loss_targets(net, y, n_classes)), len(x)
-    dtype, size = param_dtype(params), buckets.bucket(n)
-    padded = [buckets.pad_rows(np.asarray(a, dtype), size) for a in (x, t)]
-    value, out, r2 = _loss_outputs_r2(net, params, *padded, n)
+    padded = [buckets.pad_rows(np.asarray(a, param_dtype(params)), size) for a in (x, t)]
+    value, out, r2 = _compiled_loss_outputs_r2()(net, params, *padded, n)
     return float(value), np.asarray(out)[:n], float(r2)
+
+
+def parts_size(parts: dict) -> int:
+    """The bucket size that holds the largest part's rows."""
+    return buckets.bucket(max(len(x) for x, _ in parts.values()))
 
 
 def evaluate(net: MLP, params, parts: dict, n_classes: int) -> dict[str, dict[str, float]]:
     """``{part: {"loss", "score"}}``: loss (without L2) and accuracy or R^2 of each part."""
     scores = {}
     for part, (x, y) in parts.items():
-        value, out, r2 = part_outputs(net, params, x, y, n_classes)
+        value, out, r2 = part_outputs(net, params, x, y, n_classes, parts_size(parts))
         score = np.mean(class_codes(net, out) == y) if n_classes else r2
         scores[part] = {"loss": value, "score": float(score)}
     return scores
@@ -89,5 +99,6 @@ def confusion_counts(net: MLP, params, parts: dict, ds: data.Dataset) -> np.ndar
     if ds.task != "classification":
         return None
     x, y = parts["test"]
-    predicted = class_codes(net, part_outputs(net, params, x, y, ds.n_classes)[1])
+    outputs = part_outputs(net, params, x, y, ds.n_classes, parts_size(parts))[1]
+    predicted = class_codes(net, outputs)
     return confusion_matrix(y, predicted, ds.n_classes)
