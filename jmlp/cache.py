@@ -76,6 +76,15 @@ def compiler_options() -> dict | None:
 
 
 def jit(fun, **kwargs):
-    """``jax.jit(fun, **kwargs)`` compiled with :func:`compiler_options` (call it when the
-    program is first needed: the options depend on the backend)."""
-    return jax.jit(fun, compiler_options=compiler_options(), **kwargs)
+    """``jax.jit(fun, **kwargs)`` compiled with :func:`compiler_options`, made at its first call
+    (the options depend on the backend, which an import must not start)."""
+
+    @functools.cache
+    def jitted():
+        return jax.jit(fun, compiler_options=compiler_options(), **kwargs)
+
+    @functools.wraps(fun)
+    def call(*args, **kw):
+        return jitted()(*args, **kw)
+
+    return call

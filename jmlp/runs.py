@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from jmlp import figures
+from jmlp import cache, figures
 from jmlp.checkpoint import (
     TEMP_FILE,
     atomic_write,
@@ -401,7 +401,7 @@ def load_run(folder: str | os.PathLike) -> Run:
 # ----------------------------------------------------------------------------- answers on raw data
 
 
-@partial(jax.jit, static_argnums=0)
+@partial(cache.jit, static_argnums=0)
 def _forward(net: MLP, params: Params, x: jax.Array) -> jax.Array:
     return forward(net, params, x)
 

@@ -1,9 +1,9 @@
 """The results of a ``jmlp train`` run: loss and accuracy (or R^2) of each part, the final table,
 and the test set's confusion counts."""
 
-import functools
 import re
 import signal
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -20,16 +20,12 @@ from jmlp.net import MLP
 from jmlp.runs import class_codes
 
 
+@partial(cache.jit, static_argnums=0)
 def _loss_outputs_r2(net: MLP, params, x, t, n) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Loss (without L2), the outputs and R^2 of a part's first ``n`` rows of ``x (P, n_in)``,
     ``t (P, n_out)`` (the rest padding)."""
     metrics = validation_metrics(net, params, (x, t, n))
     return metrics[0], forward(net, params, x), metrics[-1]
-
-
-@functools.cache
-def _compiled_loss_outputs_r2():
-    return cache.jit(_loss_outputs_r2, static_argnums=0)
 
 
 def part_outputs(
@@ -39,7 +35,7 @@ def part_outputs(
     (one compiled call for every part: :func:`parts_size`)."""
     t, n = target_rows(net, loss_targets(net, y, n_classes)), len(x)
     padded = [buckets.pad_rows(np.asarray(a, param_dtype(params)), size) for a in (x, t)]
-    value, out, r2 = _compiled_loss_outputs_r2()(net, params, *padded, n)
+    value, out, r2 = _loss_outputs_r2(net, params, *padded, n)
     return float(value), np.asarray(out)[:n], float(r2)
 
 

@@ -1,8 +1,6 @@
 """``MLPClassifier`` and ``MLPRegressor``: scikit-learn 1.9's parameters, attributes, messages and
 training rules, computed by jmlp (:mod:`jmlp.sklearn.stochastic`, :mod:`jmlp.sklearn.lbfgs`)."""
 
-import functools
-
 import numpy as np
 import scipy.sparse
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -37,11 +35,7 @@ from jmlp.sklearn.settings import (
     make_optimizer,
 )
 
-
-@functools.cache
-def _forward():
-    """The jitted ``forward(net, params, x)``, compiled with :func:`jmlp.cache.jit`'s options."""
-    return cache.jit(forward, static_argnums=0)
+_forward = cache.jit(forward, static_argnums=0)
 
 
 def _dense(X) -> np.ndarray:
@@ -105,7 +99,7 @@ class _MLPEstimator(BaseEstimator):
         check_finite_rows("X", x, np.float32)
         n = len(x)
         rows = buckets.pad_rows(x, buckets.bucket(n))
-        out = _forward()(self.net_, params, rows)  # rows are independent: padding is inert
+        out = _forward(self.net_, params, rows)  # rows are independent: padding is inert
         return np.asarray(out, np.float64)[:n]
 
     @property
