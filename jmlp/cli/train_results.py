@@ -46,9 +46,9 @@ def parts_size(parts: dict) -> int:
 
 def evaluate(net: MLP, params, parts: dict, n_classes: int) -> dict[str, dict[str, float]]:
     """``{part: {"loss", "score"}}``: loss (without L2) and accuracy or R^2 of each part."""
-    scores = {}
+    scores, size = {}, parts_size(parts)
     for part, (x, y) in parts.items():
-        value, out, r2 = part_outputs(net, params, x, y, n_classes, parts_size(parts))
+        value, out, r2 = part_outputs(net, params, x, y, n_classes, size)
         score = np.mean(class_codes(net, out) == y) if n_classes else r2
         scores[part] = {"loss": value, "score": float(score)}
     return scores
