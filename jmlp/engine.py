@@ -47,6 +47,7 @@ from jmlp.net import MLP
 
 Array = jax.Array
 RUNNING, MAX_EPOCHS, TOL, PATIENCE, NON_FINITE, CALLBACK = range(6)  # Members.code
+FINITE_COPY = 2**16  # members_finite: entries a member up to which its leaves are concatenated
 
 
 class Plan(NamedTuple):
@@ -113,10 +114,15 @@ class Data(NamedTuple):
 
 
 def members_finite(tree: Any) -> Array:
-    """``(M,)``: True where every floating entry of member m's leaves is finite."""
+    """``(M,)``: True where every floating entry of member m's leaves is finite. Small leaves
+    (at most ``FINITE_COPY`` entries a member in all) are checked by one reduction over their
+    concatenation, which compiles to few kernels; larger ones each by ``sum(a * 0)`` (0, or NaN
+    where an entry is not), which copies nothing."""
     leaves = [a.reshape(a.shape[0], -1) for a in jax.tree.leaves(tree)
               if jnp.issubdtype(a.dtype, jnp.inexact)]  # fmt: skip
-    return jnp.all(jnp.isfinite(jnp.concatenate(leaves, axis=1)), axis=1)
+    if sum(a.shape[1] for a in leaves) <= FINITE_COPY:
+        return jnp.all(jnp.isfinite(jnp.concatenate(leaves, axis=1)), axis=1)
+    return jnp.isfinite(sum(jnp.sum(a * 0, axis=1) for a in leaves))
 
 
 def epoch_order(n: Array, size: int, key: Array | None, epoch: Array) -> Array:

@@ -381,3 +381,21 @@ def test_fit_many_with_equal_settings_does_not_recompile():
     assert traces(lambda: jmlp.fit_many(CLS, jmlp.optim.sgd(0.07), X, Y, **kw)) == 0
     assert traces(lambda: jmlp.fit_many(CLS, optax.sgd(0.07), X, Y, **kw)) == 1
     assert traces(lambda: jmlp.fit_many(CLS, optax.sgd(0.07), X, Y, **kw)) == 0
+
+
+@pytest.mark.parametrize("width", [8, 512])  # below and above engine.FINITE_COPY entries
+def test_members_finite_against_numpy(width):
+    from jmlp.engine import FINITE_COPY, members_finite
+
+    rng = np.random.default_rng(0)
+    tree = {"W": rng.normal(size=(3, width, width)).astype(np.float32),
+            "b": rng.normal(size=(3, width)).astype(np.float32),
+            "count": np.zeros((3,), np.int32)}  # fmt: skip
+    assert (width * width + width > FINITE_COPY) == (width == 512)
+    tree["W"][1, 2, 3] = np.inf
+    tree["b"][2, -1] = np.nan
+    expected = [
+        np.isfinite(tree["W"][m]).all() and np.isfinite(tree["b"][m]).all() for m in range(3)
+    ]
+    np.testing.assert_array_equal(jax.jit(members_finite)(tree), expected)
+    assert expected == [True, False, False]
