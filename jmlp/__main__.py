@@ -1,5 +1,5 @@
 """``python -m jmlp`` runs the ``jmlp`` command line (see :mod:`jmlp.cli`)."""
 
-from jmlp.cli import main
+from jmlp.cli import console
 
-raise SystemExit(main())
+console()

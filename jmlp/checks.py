@@ -334,7 +334,7 @@ def as_targets(net: "MLP", y, x_shape: tuple[int, ...], dtype) -> Array:
         if y.shape != batch:
             raise ValueError(f"y: expected integer labels of shape {batch}, got {y.shape}")
         if net.loss == "cross_entropy":
-            t = jax.nn.one_hot(y, n_out, dtype=dtype)
+            t = _one_hot(y, n_out, dtype)
         elif n_out == 1:
             t = y[..., None].astype(dtype)
         else:
@@ -346,6 +346,13 @@ def as_targets(net: "MLP", y, x_shape: tuple[int, ...], dtype) -> Array:
             raise ValueError(_target_shape_problem(net, y.shape, batch))
         t = y.astype(dtype)
     return t if t.ndim == 2 else t[None]
+
+
+def _one_hot(y: Array, n: int, dtype) -> Array:
+    """``jax.nn.one_hot(y, n, dtype=dtype)``, made on the host where ``y`` is concrete."""
+    if isinstance(y, jax.core.Tracer) or not y.is_fully_addressable:
+        return jax.nn.one_hot(y, n, dtype=dtype)
+    return jax.device_put((np.asarray(y)[..., None] == np.arange(n)).astype(dtype))
 
 
 def local_values(a) -> np.ndarray:

@@ -24,9 +24,17 @@ def _pyplot():
 
 
 def preload() -> None:
-    """Import matplotlib in a background thread, while XLA compiles and trains (which release
-    Python's lock): the figures are then drawn without waiting for the import."""
-    threading.Thread(target=_pyplot, daemon=True).start()
+    """Import matplotlib and draw a throwaway figure (its fonts found, its TeX parser built) in
+    a background thread, while XLA compiles and trains (which release Python's lock): the
+    figures are then drawn without waiting for either."""
+    threading.Thread(target=_warm_up, daemon=True).start()
+
+
+def _warm_up() -> None:
+    plt = _pyplot()
+    fig = plt.figure(figsize=(1, 1))
+    fig.text(0.5, 0.5, "$10^{-1}$")
+    png_bytes(fig)
 
 
 CURVE_LABELS = {
@@ -37,12 +45,21 @@ CURVE_LABELS = {
 }
 
 
+LOSS_MARGINS = (1.15, 0.15, 0.55, 0.15, 0.9)  # inches: left (room for 3.25x10^-1), right,
+# bottom, top, between the panels
+
+
 def loss_figure(history: dict[str, list[float]]):
     """The learning curves: training (and validation) loss per epoch, log scale; the validation
-    score beside."""
+    score beside. Its labels are fixed, so are its margins (no layout pass to find them)."""
     plt = _pyplot()
     extra = [k for k in history if k in ("val_accuracy", "val_r2")]
-    fig, axes = plt.subplots(1, 1 + len(extra), figsize=(5 + 4 * len(extra), 3.6), squeeze=False)
+    n, (width, height) = 1 + len(extra), (5 + 4 * len(extra), 3.6)
+    left, right, bottom, top, between = LOSS_MARGINS
+    panel = (width - left - right - between * (n - 1)) / n
+    box = {"left": left / width, "right": 1 - right / width, "wspace": between / panel}
+    box.update(bottom=bottom / height, top=1 - top / height)
+    fig, axes = plt.subplots(1, n, figsize=(width, height), squeeze=False, gridspec_kw=box)
     epochs = np.arange(1, len(history["loss"]) + 1)
     for name in ("loss", "val_loss"):
         if name in history:
@@ -70,12 +87,12 @@ def confusion_figure(counts: np.ndarray, classes: tuple | None):
     ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true", title=title)
     ax.set_xticklabels(names, rotation=45 if max(map(len, names)) > 2 else 0)
     ax.set_yticklabels(names)
+    fig.tight_layout()  # room for the class names, whatever their length
     return fig
 
 
 def png_bytes(fig) -> bytes:
     """``fig`` as the bytes of a PNG file; the figure is closed."""
-    fig.tight_layout()
     out = io.BytesIO()
     try:
         fig.savefig(out, format="png", dpi=110)

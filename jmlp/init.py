@@ -19,6 +19,7 @@ document 000 uses 0.05).
 
 import itertools
 from collections.abc import Sequence
+from functools import partial
 from numbers import Integral
 
 import jax
@@ -38,8 +39,10 @@ WEIGHT_INITS = ("normal", "uniform") + tuple(
 
 def _weight_std(scheme: str, n_in: int, n_out: int, weight_scale: float) -> float:
     """Standard deviation of W for ``scheme`` (the uniform forms match it: a = sqrt(3) std)."""
-    if scheme in ("normal", "uniform"):
-        return weight_scale / (3**0.5 if scheme == "uniform" else 1.0)
+    if scheme == "normal":
+        return weight_scale
+    if scheme == "uniform":  # a division of its own, as outside jit (XLA would multiply by 1/c)
+        return weight_scale / jax.lax.optimization_barrier(jnp.asarray(3**0.5, weight_scale.dtype))
     numerator, fan = _VARIANCE_FAN[scheme.rsplit("_", 1)[0]]
     return (numerator / (n_in if fan == "in" else (n_in + n_out) / 2)) ** 0.5
 
@@ -76,6 +79,12 @@ def init_params(
         raise ValueError(f"weight_init: unknown scheme {weight_init!r}; known: {WEIGHT_INITS}")
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype: expected a floating dtype, got {dtype!r}")
+    return _draw_params(key, weight_scale, bias_init, sizes, weight_init, jnp.dtype(dtype))
+
+
+@partial(jax.jit, static_argnums=(3, 4, 5))
+def _draw_params(key, weight_scale, bias_init, sizes, weight_init, dtype) -> Params:
+    """:func:`init_params` as one compiled program (not one per operation and layer)."""
     # the scale in ``dtype``, whatever its type (np.float64, a float64 array under vmap, ...)
     weight_scale = jnp.asarray(weight_scale, dtype)
     shapes = list(itertools.pairwise(sizes))
@@ -83,6 +92,8 @@ def init_params(
     uniform = weight_init.endswith("uniform")
     bounds = jnp.stack(stds) * 3**0.5 if uniform else None  # U(-a, a) has std a / sqrt(3)
     draws = _draws(jax.random.split(key, len(shapes)), shapes, bounds, dtype)
+    # the draws as a draw alone makes them: no scaling fused into their last operations
+    draws = jax.lax.optimization_barrier(draws)
     params = []
     for draw, std, (n_in, n_out) in zip(draws, stds, shapes):
         W = draw[: n_in * n_out].reshape(n_in, n_out)

@@ -31,13 +31,15 @@ Array = jax.Array
 def decide(net: MLP, rows: Array) -> Array:
     """Class decisions from outputs or targets ``(B, n_out)``: argmax (cross-entropy, hinge with
     several outputs) -> ``(B,)``; ``> 0.5`` (binary cross-entropy) -> ``(B,)`` if one output else
-    ``(B, n_out)`` (multi-label); sign (hinge, one output) -> ``(B,)`` in {-1, +1}."""
+    ``(B, n_out)`` (multi-label); sign (hinge, one output) -> ``(B,)`` in {-1, +1}. Numpy rows
+    give numpy decisions (no program compiled)."""
+    xp = np if isinstance(rows, np.ndarray) else jnp
     if net.loss == "binary_cross_entropy":
-        d = (rows > 0.5).astype(jnp.int32)
+        d = (rows > 0.5).astype(np.int32)
         return d[:, 0] if rows.shape[-1] == 1 else d
     if net.loss == "hinge" and rows.shape[-1] == 1:
-        return jnp.where(rows[:, 0] >= 0, 1, -1).astype(jnp.int32)
-    return jnp.argmax(rows, axis=-1).astype(jnp.int32)
+        return xp.where(rows[:, 0] >= 0, 1, -1).astype(np.int32)
+    return xp.argmax(rows, axis=-1).astype(np.int32)
 
 
 def _rates(net: MLP, out: Array, t: Array, weights: Array | None = None) -> tuple[Array, Array]:

@@ -397,6 +397,25 @@ def test_figure_labels_and_the_accuracy_in_the_confusion_title():
     assert fig.axes[0].get_title() == "test set: accuracy 0.7500\n(9 of 12)"
 
 
+@pytest.mark.parametrize("low, high", [(1e-5, 10.0), (0.29, 0.33), (300.0, 3000.0)])
+def test_the_loss_figures_fixed_margins_hold_its_labels(low, high):
+    """Every label (the log axis's 3.25x10^-1 of a narrow range too) lies inside the figure."""
+    from jmlp.figures import loss_figure
+
+    curve = list(np.geomspace(high, low, 50))
+    fig = loss_figure(
+        {"loss": curve, "val_loss": curve, "val_accuracy": list(np.linspace(0, 1, 50))}
+    )
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        box = ax.get_tightbbox(renderer)
+        assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1, (ax.get_ylabel(), box, fig.bbox)
+        assert fig.bbox.y0 <= box.y0 and box.y1 <= fig.bbox.y1, (ax.get_ylabel(), box, fig.bbox)
+    panels = sorted(ax.get_tightbbox(renderer).x0 for ax in fig.axes)
+    assert fig.axes[0].get_tightbbox(renderer).x1 < panels[1]  # the panels do not overlap
+
+
 # ----------------------------------------------------------------------------- a run is never lost
 # The run folder's guarantees; kills at random points and signals: tests/test_kill.py.
 

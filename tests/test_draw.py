@@ -458,7 +458,7 @@ class _NoServer:
 
 
 def test_the_training_progress_is_whole_lines_when_stderr_is_not_a_terminal(monkeypatch, capsys):
-    monkeypatch.setattr(jmlp.cli.draw, "make_server", lambda model, host, port: _NoServer())
+    monkeypatch.setattr(jmlp.draw, "make_server", lambda model, host, port: _NoServer())
     assert main(["draw", "--no-browser", "--epochs", "3", "--port", "0"]) == 0
     err = capsys.readouterr().err
     assert "\r" not in err

@@ -6,7 +6,6 @@ import sys
 import webbrowser
 
 from jmlp.cli.options import positive_int
-from jmlp.draw import DigitModel, load_run_model, make_server, train_default_model
 from jmlp.progress import Progress
 
 DRAW_EPILOG = """examples:
@@ -60,8 +59,10 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _train(epochs: int, seed: int) -> DigitModel:
+def _train(epochs: int, seed: int):
     """The default model, its progress on stderr (redrawn on a terminal, whole lines else)."""
+    from jmlp.draw import train_default_model
+
     print("training on the 8x8 digits", file=sys.stderr, flush=True)
     progress = Progress(epochs)
     model, _ = train_default_model(
@@ -82,12 +83,14 @@ def _is_loopback(host: str) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """``jmlp draw``: load or train the model, serve the page until Ctrl-C."""
+    from jmlp import draw as page  # its server's modules are loaded for this verb only
+
     if args.run_folder is not None:
-        model = load_run_model(args.run_folder)
+        model = page.load_run_model(args.run_folder)
     else:
         model = _train(args.epochs, args.seed)
     try:
-        server = make_server(model, args.host, args.port)
+        server = page.make_server(model, args.host, args.port)
     except OSError as err:
         raise OSError(f"--host/--port: cannot listen on {args.host}:{args.port}: {err}") from None
     print(model.description, flush=True)

@@ -7,11 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 
 from jmlp import data, runs
 from jmlp.cli.train_data import loss_targets
 from jmlp.cli.train_options import OPTIMIZERS
-from jmlp.feedback import init_feedback
+from jmlp.feedback import feedback_shapes, init_feedback
 from jmlp.init import init_params
 from jmlp.losses import CLASSIFICATION
 from jmlp.net import MLP
@@ -54,7 +55,7 @@ def run_training(
     stopped), and metrics.csv is written before that save, so it never has fewer rows than
     last.npz. Stops after the chunk in which ``options["stop"]`` is set. Returns the last
     FitResult, the per-epoch seconds, the epoch it started from and the key."""
-    key_init, key_fit = jax.random.split(jax.random.key(cfg["seed"]))
+    key_init, key_fit = _run_keys(np.uint32(cfg["seed"]))
     params = init_params(key_init, net.sizes)
     feedback = make_feedback(cfg, net)
     first, seconds = options["state"]["epoch"], options["state"]["seconds"]
@@ -86,8 +87,15 @@ def run_training(
 def make_feedback(cfg: dict[str, Any], net: MLP) -> list | None:
     """The rule's fixed matrices, ``init_feedback(key(feedback_seed), sizes, rule)`` (the same
     on every resume); None for the rules without (backprop, sign)."""
-    key = jax.random.key(cfg["feedback_seed"])
-    return init_feedback(key, net.sizes, cfg["rule"]) or None
+    if not feedback_shapes(net.sizes, cfg["rule"]):
+        return None
+    return init_feedback(jax.random.key(cfg["feedback_seed"]), net.sizes, cfg["rule"])
+
+
+@jax.jit
+def _run_keys(seed: np.uint32) -> tuple[jax.Array, jax.Array]:
+    """``split(key(seed))``: the keys of the init and of the data order, in one compiled call."""
+    return tuple(jax.random.split(jax.random.key(seed)))
 
 
 def _stopwatch(seconds: list[float | None]) -> Callable[[], float]:

@@ -11,7 +11,7 @@ import numpy as np
 from jmlp import engine, parallel
 from jmlp.checkpoint import load_checkpoint, save_checkpoint
 from jmlp.engine import Members
-from jmlp.train.programs import own, stacked
+from jmlp.train.programs import own
 from jmlp.train.setup import Run, member_sharding
 
 MEMBER_FIELDS = ("active", "code", "epochs_run", "best_loss", "best_epoch", "stale")
@@ -98,7 +98,9 @@ def resume(path, run: Run) -> tuple[Members, np.ndarray, int]:
     size = run.members.active.shape[0]
 
     def padded(tree):
-        return engine.pad_members(stacked(tree) if run.single else tree, size)
+        if run.single:  # a member axis added on the host (no program compiled)
+            tree = jax.device_put(jax.tree.map(lambda a: np.asarray(a)[None], tree))
+        return engine.pad_members(tree, size)
 
     best = None if ck.extra is None else padded((ck.extra["params"], ck.extra["opt_state"]))
     state = _member_state(run, meta["members"], size)

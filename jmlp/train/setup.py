@@ -147,8 +147,16 @@ def engine_keys(key: Any, kind: str, plan: Plan, period: int, size: int) -> Any:
     if not plan.shared_order:
         return engine.pad_members(key, size)
     if kind == "one":
-        return jnp.broadcast_to(key, (plan.blocks,) + jnp.shape(key))  # typed or raw
+        return _copies(key, plan.blocks)
     return key[np.arange(plan.blocks) % period]
+
+
+def _copies(key: jax.Array, n: int) -> jax.Array:
+    """``n`` copies ``(n, ...)`` of one key, typed or raw, made on the host (no program)."""
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    data = np.asarray(jax.random.key_data(key) if typed else key)
+    copies = np.broadcast_to(data, (n,) + data.shape)
+    return jax.random.wrap_key_data(copies, impl=jax.random.key_impl(key)) if typed else copies
 
 
 def preconditioner_data(opts: Options, n: int, dtype) -> dict:
