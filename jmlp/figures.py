@@ -14,7 +14,13 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, n_classes: int) 
     return counts
 
 
+_PRELOADS: list[threading.Thread] = []
+
+
 def _pyplot():
+    for thread in _PRELOADS:  # the figures are drawn after the preload, never beside it
+        if thread is not threading.current_thread():
+            thread.join()
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,14 +33,18 @@ def preload() -> None:
     """Import matplotlib and draw a throwaway figure (its fonts found, its TeX parser built) in
     a background thread, while XLA compiles and trains (which release Python's lock): the
     figures are then drawn without waiting for either."""
-    threading.Thread(target=_warm_up, daemon=True).start()
+    _PRELOADS[:] = [t for t in _PRELOADS if t.is_alive()]
+    _PRELOADS.append(threading.Thread(target=_warm_up, daemon=True))
+    _PRELOADS[-1].start()
 
 
 def _warm_up() -> None:
-    plt = _pyplot()
-    fig = plt.figure(figsize=(1, 1))
+    _pyplot()
+    from matplotlib.figure import Figure  # not pyplot's: no figure of its registry
+
+    fig = Figure(figsize=(1, 1))
     fig.text(0.5, 0.5, "$10^{-1}$")
-    png_bytes(fig)
+    fig.savefig(io.BytesIO(), format="png")
 
 
 CURVE_LABELS = {
