@@ -111,3 +111,20 @@ def test_non_finite_rows_get_no_answer():
     with pytest.raises(ValueError, match=r"x: row 1 holds nan"):
         jmlp.predict(net, stacked, x)
     assert jmlp.predict(net, params, x[:1]).shape == (1,)  # finite rows still answer
+
+
+@pytest.mark.parametrize(
+    "loss, n_out",
+    [("cross_entropy", 4), ("binary_cross_entropy", 1), ("binary_cross_entropy", 3),
+     ("hinge", 1), ("hinge", 4), ("mse", 4)],
+)  # fmt: skip
+def test_decisions_of_numpy_rows_equal_those_of_jax_rows(loss, n_out):
+    """Numpy rows are decided on the host (no program), with JAX's answers: ties to the first."""
+    from jmlp.metrics import decide
+
+    net = jmlp.MLP((2, n_out), "identity", None, loss)
+    rows = np.random.default_rng(0).choice([-1.0, 0.0, 0.5, 1.0], size=(50, n_out))
+    rows = rows.astype(np.float32)  # few values: many ties, and 0.5 / 0 on the thresholds
+    on_host = decide(net, rows)
+    assert isinstance(on_host, np.ndarray) and on_host.dtype == np.int32
+    np.testing.assert_array_equal(on_host, np.asarray(decide(net, jnp.asarray(rows))))

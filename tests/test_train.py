@@ -252,6 +252,13 @@ def test_same_key_same_params_different_key_different():
     assert not np.array_equal(runs[0].params[0]["W"], runs[2].params[0]["W"])
 
 
+def test_a_legacy_key_orders_the_data_as_the_typed_key_of_its_words():
+    """``jax.random.PRNGKey(s)`` (raw uint32 words) and the threefry key wrapping those words."""
+    run = lambda key: fit(CLS, cls_params(), ADAM, X, Y, epochs=3, batch_size=6, key=key).params
+    raw = jax.random.PRNGKey(5)
+    assert_bitwise(run(raw), run(jax.random.wrap_key_data(raw)))
+
+
 def traces(fn) -> int:
     """Training loops compiled while ``fn()`` runs."""
     with compiled() as names:
