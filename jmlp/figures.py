@@ -39,6 +39,7 @@ def preload() -> None:
 
 
 def _warm_up() -> None:
+    """matplotlib imported, a small figure with TeX drawn (and dropped)."""
     _pyplot()
     from matplotlib.figure import Figure  # not pyplot's: no figure of its registry
 

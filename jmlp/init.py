@@ -37,8 +37,9 @@ WEIGHT_INITS = ("normal", "uniform") + tuple(
 )
 
 
-def _weight_std(scheme: str, n_in: int, n_out: int, weight_scale: float) -> float:
-    """Standard deviation of W for ``scheme`` (the uniform forms match it: a = sqrt(3) std)."""
+def _weight_std(scheme: str, n_in: int, n_out: int, weight_scale: jax.Array) -> jax.Array | float:
+    """Standard deviation of W for ``scheme`` (the uniform forms match it: a = sqrt(3) std);
+    ``weight_scale`` a scalar array in the params' dtype."""
     if scheme == "normal":
         return weight_scale
     if scheme == "uniform":  # a division of its own, as outside jit (XLA would multiply by 1/c)
