@@ -682,7 +682,7 @@ def test_help_of_each_verb(verb, words):
         assert word in proc.stdout
 
 
-def test_console_script_runs_the_same_main():
+def test_the_console_script_runs_main_then_exits_at_once():
     """``jmlp`` (the installed script) calls ``jmlp.cli.console`` (``main``, then an exit
     without the interpreter's teardown), as ``python -m jmlp`` does (the tests run that)."""
     scripts = importlib.metadata.entry_points(group="console_scripts", name="jmlp")
