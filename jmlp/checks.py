@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jmlp.activations import ACTIVATIONS, OUTPUT_ONLY, unknown_name
+from jmlp.data.preprocessing import one_hot
 from jmlp.init import Params, check_sizes
 from jmlp.losses import CLASSIFICATION, LOSSES, NON_NEGATIVE
 
@@ -352,7 +353,8 @@ def _one_hot(y: Array, n: int, dtype) -> Array:
     """``jax.nn.one_hot(y, n, dtype=dtype)``, made on the host where ``y`` is concrete."""
     if isinstance(y, jax.core.Tracer) or not y.is_fully_addressable:
         return jax.nn.one_hot(y, n, dtype=dtype)
-    return jax.device_put((np.asarray(y)[..., None] == np.arange(n)).astype(dtype))
+    labels = np.asarray(y)
+    return jax.device_put(one_hot(labels.reshape(-1), n, dtype).reshape(labels.shape + (n,)))
 
 
 def local_values(a) -> np.ndarray:
