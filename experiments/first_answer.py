@@ -9,6 +9,8 @@ training all counted), jmlp and scikit-learn interleaved, the best of ``--repeat
 - "grid": GridSearchCV on breast_cancer (569 x 30) of Pipeline(StandardScaler,
   MLPClassifier((64,))) over 3 alphas x 2 learning rates, 5 folds and the refit (n_jobs 1; 2
   processes sharing the cache, joblib's default; 2 threads, joblib's threading backend).
+Each job also reports its imports apart: jmlp's job imports JAX besides scikit-learn, and the
+work after the imports (fit, predict, grid search) is what the library itself decides.
 jmlp runs once with an empty compilation cache (a new folder each time) and once with the cache
 that an earlier identical process filled. Two more measurements, each in a fresh process:
 the compile time of the first ``jmlp.fit`` (first call less second) against that of a plain
@@ -42,6 +44,7 @@ if which == "jmlp":
     from jmlp.sklearn import MLPClassifier
 else:
     from sklearn.neural_network import MLPClassifier
+imported = time.perf_counter()
 warnings.filterwarnings("ignore")
 if job == "003":
     rng = np.random.default_rng(0)
@@ -56,7 +59,7 @@ else:
             "mlpclassifier__learning_rate_init": [1e-3, 1e-2]}
     with joblib.parallel_config(backend=backend):
         GridSearchCV(pipe, grid, cv=5, n_jobs=jobs).fit(x, y)
-print(time.perf_counter() - began)
+print(imported - began, time.perf_counter() - began)
 """
 
 COMPILE = r"""
@@ -102,30 +105,30 @@ print(sum("run_chunk" in n for n in names))
 """
 
 
-def python(code: str, *args, cache: str = "") -> float:
+def python(code: str, *args, cache: str = "") -> list[float]:
     """Run ``code`` in a fresh process with the compilation cache folder ``cache`` ("" = off);
-    the number it prints last, or its wall time where it prints none."""
+    the numbers of the last line it prints."""
     env = os.environ | {"JMLP_CACHE_DIR": cache, "PYTHONDONTWRITEBYTECODE": "1"}
-    began = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env,
                           capture_output=True, text=True, check=True)  # fmt: skip
-    wall = time.perf_counter() - began
-    lines = done.stdout.strip().splitlines()
-    return float(lines[-1]) if lines else wall
+    return [float(word) for word in done.stdout.strip().splitlines()[-1].split()]
 
 
 def job_times(job: str, jobs: int, backend: str, repeats: int) -> dict[str, float]:
-    """Best wall times of ``job``: scikit-learn, jmlp with an empty cache, jmlp with a warm one."""
-    times = {"sklearn": [], "jmlp_empty": [], "jmlp_warm": []}
+    """Best times of ``job``: scikit-learn, jmlp with an empty cache, jmlp with a warm one,
+    each in all (``sklearn``, ...) and after its imports (``sklearn_work``, ...)."""
+    runs = {"sklearn": [], "jmlp_empty": [], "jmlp_warm": []}
     args = (job, jobs, backend)
     with tempfile.TemporaryDirectory() as warm:
         python(JOB, "jmlp", *args, cache=warm)  # fills the warm cache
         for _ in range(repeats):
-            times["sklearn"].append(python(JOB, "sklearn", *args))
+            runs["sklearn"].append(python(JOB, "sklearn", *args))
             with tempfile.TemporaryDirectory() as empty:
-                times["jmlp_empty"].append(python(JOB, "jmlp", *args, cache=empty))
-            times["jmlp_warm"].append(python(JOB, "jmlp", *args, cache=warm))
-    return {k: min(v) for k, v in times.items()}
+                runs["jmlp_empty"].append(python(JOB, "jmlp", *args, cache=empty))
+            runs["jmlp_warm"].append(python(JOB, "jmlp", *args, cache=warm))
+    times = {k: min(total for _, total in v) for k, v in runs.items()}
+    return times | {f"{k}_work": min(total - imports for imports, total in v)
+                    for k, v in runs.items()}  # fmt: skip
 
 
 def cli_times(repeats: int) -> dict[str, float]:
@@ -158,17 +161,19 @@ def main(argv=None) -> dict:
         name = f"{job} n_jobs={n_jobs}" + (" threads" if backend == "threading" else "")
         results["jobs"][name] = job_times(job, n_jobs, backend, repeats)
     compile_s = {
-        what: min(python(COMPILE, what, here) for _ in range(repeats)) for what in ("fit", "scan")
+        what: min(python(COMPILE, what, here)[-1] for _ in range(repeats)) for what in ("fit", "scan")
     }
     results["compile_s"] = compile_s
-    results["grid_training_compilations"] = int(python(COUNT))
+    results["grid_training_compilations"] = int(python(COUNT)[-1])
     results["cli_warm"] = cli = cli_times(repeats)
     rows = [
         [name, f"{t['sklearn']:.2f}", f"{t['jmlp_empty']:.2f}", f"{t['jmlp_warm']:.2f}",
-         f"{t['jmlp_empty'] / t['sklearn']:.2f}", f"{t['jmlp_warm'] / t['sklearn']:.2f}"]
+         f"{t['jmlp_empty'] / t['sklearn']:.2f}", f"{t['jmlp_warm'] / t['sklearn']:.2f}",
+         f"{t['jmlp_warm_work'] / t['sklearn_work']:.2f}"]
         for name, t in results["jobs"].items()
     ]  # fmt: skip
-    print(table(["job", "sklearn s", "jmlp empty s", "jmlp warm s", "empty/sk", "warm/sk"], rows))
+    heads = ["job", "sklearn s", "jmlp empty s", "jmlp warm s", "empty/sk", "warm/sk"]
+    print(table(heads + ["warm/sk after imports"], rows))
     ratio = compile_s["fit"] / compile_s["scan"]
     print(f"first fit compile {compile_s['fit']:.2f} s / plain scan compile "
           f"{compile_s['scan']:.2f} s = {ratio:.2f}")  # fmt: skip

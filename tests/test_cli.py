@@ -5,6 +5,7 @@ files the run writes, read back with numpy / json / jmlp.load_checkpoint, and fr
 """
 
 import csv
+import gc
 import importlib.metadata
 import json
 import os
@@ -687,6 +688,27 @@ def test_the_console_script_runs_main_then_exits_at_once():
     without the interpreter's teardown), as ``python -m jmlp`` does (the tests run that)."""
     scripts = importlib.metadata.entry_points(group="console_scripts", name="jmlp")
     assert [s.load() for s in scripts] == [jmlp.cli.console]
+
+
+def test_the_console_freezes_the_imports_runs_the_exit_handlers_and_exits_with_mains_status(
+    monkeypatch,
+):
+    """Before ``main``, the objects of the imports are frozen out of the garbage collector's
+    passes; after it, the exit handlers run and the process exits with ``main``'s status."""
+    calls = []
+    monkeypatch.setattr(jmlp.cli, "main", lambda: calls.append(gc.get_freeze_count()) or 3)
+    monkeypatch.setattr(jmlp.cli.atexit, "_run_exitfuncs", lambda: calls.append("exit handlers"))
+
+    def leave(status):
+        raise SystemExit(status)
+
+    monkeypatch.setattr(jmlp.cli.os, "_exit", leave)
+    try:
+        with pytest.raises(SystemExit) as leaving:
+            jmlp.cli.console()
+    finally:
+        gc.unfreeze()
+    assert calls[0] > 0 and calls[1:] == ["exit handlers"] and leaving.value.code == 3
 
 
 # ----------------------------------------------------------------------------- no silent wrong answers
