@@ -161,7 +161,8 @@ def main(argv=None) -> dict:
         name = f"{job} n_jobs={n_jobs}" + (" threads" if backend == "threading" else "")
         results["jobs"][name] = job_times(job, n_jobs, backend, repeats)
     compile_s = {
-        what: min(python(COMPILE, what, here)[-1] for _ in range(repeats)) for what in ("fit", "scan")
+        what: min(python(COMPILE, what, here)[-1] for _ in range(repeats))
+        for what in ("fit", "scan")
     }
     results["compile_s"] = compile_s
     results["grid_training_compilations"] = int(python(COUNT)[-1])

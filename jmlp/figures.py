@@ -1,8 +1,17 @@
 """The figures of a training run, drawn with matplotlib: the learning curves and the test set's
-confusion matrix (where they are written: ``jmlp.runs``)."""
+confusion matrix (where they are written: ``jmlp.runs``).
+
+This file imports nothing of jmlp: a :class:`Painter` runs it alone in a second Python process,
+which imports matplotlib while the training runs and then draws the figures, so that neither
+(about 1 s of Python) holds the training process's lock.
+"""
 
 import io
-import threading
+import json
+import os
+import subprocess
+import sys
+from typing import Self
 
 import numpy as np
 
@@ -14,13 +23,7 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, n_classes: int) 
     return counts
 
 
-_PRELOADS: list[threading.Thread] = []
-
-
 def _pyplot():
-    for thread in _PRELOADS:  # the figures are drawn after the preload, never beside it
-        if thread is not threading.current_thread():
-            thread.join()
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,17 +32,9 @@ def _pyplot():
     return plt
 
 
-def preload() -> None:
-    """Import matplotlib and draw a throwaway figure (its fonts found, its TeX parser built) in
-    a background thread, while XLA compiles and trains (which release Python's lock): the
-    figures are then drawn without waiting for either."""
-    _PRELOADS[:] = [t for t in _PRELOADS if t.is_alive()]
-    _PRELOADS.append(threading.Thread(target=_warm_up, daemon=True))
-    _PRELOADS[-1].start()
-
-
 def _warm_up() -> None:
-    """matplotlib imported, a small figure with TeX drawn (and dropped)."""
+    """matplotlib imported, a small figure with TeX drawn (its fonts found, its TeX parser built)
+    and dropped."""
     _pyplot()
     from matplotlib.figure import Figure  # not pyplot's: no figure of its registry
 
@@ -86,6 +81,7 @@ def loss_figure(history: dict[str, list[float]]):
 def confusion_figure(counts: np.ndarray, classes: tuple | None):
     """The test set's confusion matrix, counts written in, accuracy on top."""
     plt = _pyplot()
+    counts = np.asarray(counts)
     k = len(counts)
     names = [str(c) for c in (classes or range(k))]
     fig, ax = plt.subplots(figsize=(2.5 + 0.45 * k, 1.6 + 0.45 * k))
@@ -110,3 +106,95 @@ def png_bytes(fig) -> bytes:
     finally:
         _pyplot().close(fig)
     return out.getvalue()
+
+
+FIGURES = {"loss": loss_figure, "confusion": confusion_figure}
+
+
+def draw_pngs(jobs: list) -> list[bytes]:
+    """The PNG bytes of each job ``(figure name, its arguments)``, drawn in this process."""
+    return [png_bytes(FIGURES[name](*args)) for name, args in jobs]
+
+
+_SERVE = (  # the painter's program: interrupts are the parent's to handle (ignored here); this
+    # file loaded alone, without "" (the working folder) on the path
+    "import signal, sys, importlib.util as u; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "del sys.path[0]; s = u.spec_from_file_location('jmlp_figures', sys.argv[1]); "
+    "m = u.module_from_spec(s); s.loader.exec_module(m); m.serve()"
+)
+TIMEOUT = 300  # seconds a painter may take (a first import of matplotlib builds its font cache)
+
+
+class Painter:
+    """A second Python process, started now, that readies matplotlib and draws the figures
+    asked of it (:meth:`draw_pngs`): the PNG bytes, or where it cannot, those drawn here. An
+    unused painter ends when closed (``with Painter() as painter: ...``)."""
+
+    def __init__(self) -> None:
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _SERVE, __file__],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+        except OSError:
+            self.process = None
+
+    def draw_pngs(self, jobs: list) -> list[bytes]:
+        """:func:`draw_pngs` of ``jobs`` by the painter (once), else in this process."""
+        request = json.dumps(jobs, default=_plain).encode()
+        process, self.process = self.process, None
+        if process is not None:
+            try:
+                out, _ = process.communicate(request, TIMEOUT)
+                pngs = _unpacked(out) if process.returncode == 0 else []
+                if len(pngs) == len(jobs):
+                    return pngs
+            except (OSError, ValueError, subprocess.TimeoutExpired):
+                process.kill()
+                process.wait()
+        return draw_pngs(jobs)
+
+    def close(self) -> None:
+        """End an unused painter (it has written nothing)."""
+        process, self.process = self.process, None
+        if process is not None:
+            process.kill()
+            process.communicate()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _plain(value):
+    """numpy arrays and scalars as JSON's lists and numbers."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    raise TypeError(f"figures: cannot send a {type(value).__name__} to the painter")
+
+
+def _unpacked(data: bytes) -> list[bytes]:
+    """The PNGs of :func:`serve`'s output: each an 8-byte little-endian length, then its bytes."""
+    pngs = []
+    while data:
+        size = int.from_bytes(data[:8], "little")
+        pngs.append(data[8 : 8 + size])
+        if len(pngs[-1]) != size:
+            raise ValueError("figures: the painter's output ends early")
+        data = data[8 + size :]
+    return pngs
+
+
+def serve() -> None:
+    """The painter process: readies matplotlib, reads the jobs (JSON) from standard input, writes
+    their PNGs (:func:`_unpacked`'s format) to standard output, and exits."""
+    _warm_up()
+    out = sys.stdout.buffer
+    for png in draw_pngs(json.loads(sys.stdin.buffer.read())):
+        out.write(len(png).to_bytes(8, "little") + png)
+    out.flush()
+    os._exit(0)  # without the teardown of matplotlib's modules

@@ -215,11 +215,12 @@ def write_results(
     result: Any,
     key: jax.Array,
     confusion: np.ndarray | None = None,
+    painter: figures.Painter | None = None,
 ) -> None:
     """After training: checkpoint.npz (``result``'s params, optimizer state and epochs run, the
     ``key``; as metadata the net spec, the preprocessing, the config and the history: a
     self-contained run, :func:`load_run`), loss.png and, given the test set's ``confusion``
-    counts ``(k, k)``, confusion.png."""
+    counts ``(k, k)``, confusion.png (drawn by ``painter`` if given, else in this process)."""
     save_checkpoint(
         folder / MODEL,
         params=result.params,
@@ -228,16 +229,12 @@ def write_results(
         key=key,
         metadata=run_metadata(net, preprocessing, config=config, history=result.history),
     )
-    _write_png(folder / LOSS_FIGURE, figures.loss_figure(result.history))
+    jobs = {LOSS_FIGURE: ("loss", (result.history,))}
     if confusion is not None:
-        fig = figures.confusion_figure(confusion, preprocessing.classes)
-        _write_png(folder / CONFUSION_FIGURE, fig)
-
-
-def _write_png(path: Path, fig) -> None:
-    """Write the matplotlib figure ``fig`` to ``path`` as a PNG, atomically, and close it."""
-    png = figures.png_bytes(fig)
-    atomic_write(path, lambda f: f.write(png))
+        jobs[CONFUSION_FIGURE] = ("confusion", (confusion, preprocessing.classes))
+    draw = figures.draw_pngs if painter is None else painter.draw_pngs
+    for name, png in zip(jobs, draw(list(jobs.values()))):
+        atomic_write(folder / name, lambda f, png=png: f.write(png))
 
 
 # ----------------------------------------------------------------------------- reading a run

@@ -38,7 +38,7 @@ from jmlp.cli.train_data import built_in, data_stem, load_data, split_parts
 from jmlp.cli.train_loop import build_net, run_training
 from jmlp.cli.train_options import SAVE_EVERY, add_arguments
 from jmlp.cli.train_results import confusion_counts, evaluate, format_table
-from jmlp.figures import preload as preload_figures
+from jmlp.figures import Painter
 from jmlp.net import MLP
 
 PHASES = ("data", "training", "evaluation", "writing")
@@ -147,24 +147,25 @@ def _train(args: argparse.Namespace, job: Job, clock: Clock, stop: Stop) -> tupl
         options["state"] = _start(args, job)
     if args.resume is not None:
         _say_resumed(job.out, options["state"], job.cfg["epochs"], args.quiet)
-    with clock.phase("training"):
-        preload_figures()
-        trained = run_training(job.cfg, job.net, job.parts, job.ds.n_classes, job.out, options)
-    trained["stop"] = stop
-    params = trained["result"].params
-    with clock.phase("evaluation"):
-        scores = evaluate(job.net, params, job.parts, job.ds.n_classes)
-    with clock.phase("writing"):
-        confusion = confusion_counts(job.net, params, job.parts, job.ds)
-        runs.write_results(
-            job.out,
-            job.net,
-            job.ds.preprocessing,
-            job.cfg,
-            trained["result"],
-            trained["key"],
-            confusion,
-        )
+    with Painter() as painter:  # matplotlib readied in another process while this one trains
+        with clock.phase("training"):
+            trained = run_training(job.cfg, job.net, job.parts, job.ds.n_classes, job.out, options)
+        trained["stop"] = stop
+        params = trained["result"].params
+        with clock.phase("evaluation"):
+            scores = evaluate(job.net, params, job.parts, job.ds.n_classes)
+        with clock.phase("writing"):
+            confusion = confusion_counts(job.net, params, job.parts, job.ds)
+            runs.write_results(
+                job.out,
+                job.net,
+                job.ds.preprocessing,
+                job.cfg,
+                trained["result"],
+                trained["key"],
+                confusion,
+                painter,
+            )
     return trained, scores
 
 
