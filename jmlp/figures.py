@@ -88,7 +88,8 @@ def confusion_figure(counts: np.ndarray, classes: tuple | None):
     ax.imshow(counts, cmap="Blues")
     for (i, j), c in np.ndenumerate(counts):
         color = "white" if c > counts.max() / 2 else "black"
-        ax.text(j, i, str(c), ha="center", va="center", color=color, fontsize=8)
+        count = ax.text(j, i, str(c), ha="center", va="center", color=color, fontsize=8)
+        count.set_in_layout(False)  # inside the axes: the layout need not measure it
     correct, total = int(np.trace(counts)), int(counts.sum())
     title = f"test set: accuracy {correct / total:.4f}\n({correct} of {total})"
     ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true", title=title)
