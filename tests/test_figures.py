@@ -56,7 +56,7 @@ def test_without_a_painter_process_the_figures_are_drawn_here(drawn_here, monkey
         assert painter.draw_pngs(JOBS) == drawn_here
 
 
-def test_a_painter_that_died_is_drawn_for_here(drawn_here):
+def test_the_figures_of_a_painter_that_died_are_drawn_here(drawn_here):
     with figures.Painter() as painter:
         painter.process.kill()
         painter.process.wait()
